@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny model config and a tiny slice of the bundled E2E corpus."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import textdiff
+
+REPO = Path(__file__).resolve().parents[1]
+E2E = REPO / "data" / "e2e"
+
+
+def e2e_texts(split: str = "train", limit: int | None = None) -> list[str]:
+    with gzip.open(E2E / f"{split}.jsonl.gz", "rt", encoding="utf-8") as handle:
+        rows = [json.loads(line)["text"] for _, line in zip(range(limit or 10**9), handle)]
+    return rows
+
+
+def tiny_config(**overrides) -> textdiff.TextDiffusionConfig:
+    settings = dict(
+        vocab_size=100,
+        embedding_dim=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=12,
+        hidden_dropout_prob=0.0,
+        attention_dropout_prob=0.0,
+        num_diffusion_steps=100,
+        initializer_range=0.2,  # large enough that an untrained model's output depends on its input
+    )
+    settings.update(overrides)
+    return textdiff.TextDiffusionConfig(**settings)
+
+
+@pytest.fixture
+def tiny_model() -> textdiff.TextDiffusionModel:
+    torch.manual_seed(0)
+    return textdiff.TextDiffusionModel(tiny_config())
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A directory with train.jsonl (400 E2E sentences) and validation.jsonl (50)."""
+    directory = tmp_path / "corpus"
+    directory.mkdir()
+    for split, limit in (("train", 400), ("validation", 50)):
+        with (directory / f"{split}.jsonl").open("w", encoding="utf-8") as handle:
+            for text in e2e_texts(split, limit):
+                handle.write(json.dumps({"text": text}) + "\n")
+    return directory

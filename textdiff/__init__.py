@@ -1,0 +1,36 @@
+"""textdiff: non-autoregressive text diffusion language models (Diffusion-LM and descendants).
+
+Importing textdiff registers `TextDiffusionConfig` / `TextDiffusionModel` with transformers' `AutoConfig` and
+`AutoModel`, so `AutoModel.from_pretrained(directory)` loads a saved model.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration import TextDiffusionConfig
+from .generation import GenerationOutput, generate
+from .losses import DiffusionLMLoss, LossOutput
+from .modeling import DenoiserOutput, TextDiffusionModel
+from .samplers import SAMPLERS, DDPMSampler, Sampler, SamplerOutput
+from .schedules import NoiseSchedule
+from .tokenization import train_tokenizer
+
+AutoConfig.register(TextDiffusionConfig.model_type, TextDiffusionConfig)
+AutoModel.register(TextDiffusionConfig, TextDiffusionModel)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SAMPLERS",
+    "DDPMSampler",
+    "DenoiserOutput",
+    "DiffusionLMLoss",
+    "GenerationOutput",
+    "LossOutput",
+    "NoiseSchedule",
+    "Sampler",
+    "SamplerOutput",
+    "TextDiffusionConfig",
+    "TextDiffusionModel",
+    "generate",
+    "train_tokenizer",
+]

@@ -1,0 +1,80 @@
+"""The `textdiff` command. Thin: each subcommand parses its flags and calls the library, or (lazily) `train/`.
+
+    textdiff train --config configs/e2e-tiny.yaml [--deepspeed configs/deepspeed/zero2.json] [--resume]
+    textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    import textdiff  # noqa: F401  (registers the Auto classes)
+    from textdiff.tokenization import check_tokenizer_matches
+
+    model = AutoModel.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    check_tokenizer_matches(tokenizer, model.config.vocab_size)
+    if args.device:
+        model.to(torch.device(args.device))
+    ids = model.generate(
+        num_return_sequences=args.num_samples,
+        max_length=args.max_length,
+        num_inference_steps=args.steps,
+        sampler=args.sampler,
+        clamp=not args.no_clamp,
+        seed=args.seed,
+    )
+    for text in tokenizer.batch_decode(ids, skip_special_tokens=True):
+        print(text)
+    return 0
+
+
+def _train(rest: list[str]) -> int:
+    from train.diffusion import main as train_main
+
+    train_main(rest)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="textdiff", description="Text diffusion language models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser(
+        "train",
+        help="train a diffusion LM with DeepSpeed (flags: see `textdiff train --help`)",
+        add_help=False,
+    )
+
+    gen = commands.add_parser("generate", help="decode text from noise with a saved model")
+    gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
+    gen.add_argument("--num-samples", type=int, default=10)
+    gen.add_argument("--steps", type=int, default=200, help="denoising steps (respaced from the training steps)")
+    gen.add_argument("--max-length", type=int, default=None, help="positions to decode (default: the model's)")
+    gen.add_argument("--sampler", default="ddpm")
+    gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        if argv and argv[0] == "train":  # the training script owns its flags
+            return _train(argv[1:])
+        args = parser.parse_args(argv)
+        return _generate(args)
+    except ValueError as error:
+        parser.exit(2, f"textdiff {argv[0]}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

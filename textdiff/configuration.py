@@ -1,0 +1,119 @@
+"""Configuration of a Diffusion-LM text diffusion model (Li et al. 2022, "Diffusion-LM Improves
+Controllable Text Generation").
+
+The config holds everything needed to rebuild the denoiser *and* to decode with it: the architecture and
+the forward-process (noise schedule) settings. Run-level settings (data, optimiser, DeepSpeed) live in the
+YAML run config of `train/`, never here.
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+SCHEDULES = ("sqrt", "cosine", "linear")
+
+
+class TextDiffusionConfig(PretrainedConfig):
+    """Settings of `TextDiffusionModel`.
+
+    Args:
+        vocab_size: Number of rows of the embedding (= rounding) matrix, special tokens included.
+        embedding_dim: Width d of the continuous word embeddings the diffusion runs on (16 for E2E in the paper).
+        hidden_size: Width of the transformer encoder (768 in the paper).
+        num_hidden_layers: Number of transformer blocks (12 in the paper).
+        num_attention_heads: Attention heads per block; must divide `hidden_size`.
+        intermediate_size: Width of the feed-forward layer of each block (4 * hidden_size if None).
+        max_position_embeddings: Longest sequence the model can denoise (learned positions).
+        hidden_dropout_prob: Dropout on the embeddings, attention output and feed-forward output.
+        attention_dropout_prob: Dropout on attention weights.
+        layer_norm_eps: Epsilon of every LayerNorm.
+        initializer_range: Std of the normal initialisation of linear and embedding weights.
+        embedding_init_std: Std of the normal initialisation of the word embeddings (the paper: 1.0).
+        noise_schedule: "sqrt" (the paper's), "cosine" or "linear"; see `textdiff.schedules`.
+        num_diffusion_steps: Number T of forward-process steps the model is trained on (2000 in the paper).
+        self_conditioning: Whether the denoiser takes its previous x0 estimate as an extra input
+            (Chen et al. 2022). Only the input layer changes; without it the extra input is ignored.
+        pad_token_id / bos_token_id / eos_token_id: Ids of the special tokens of the tokenizer saved beside
+            the model (the START / END / PAD tokens of the paper).
+    """
+
+    model_type = "textdiff"
+
+    def __init__(
+        self,
+        vocab_size: int = 821,
+        embedding_dim: int = 16,
+        hidden_size: int = 768,
+        num_hidden_layers: int = 12,
+        num_attention_heads: int = 12,
+        intermediate_size: int | None = None,
+        max_position_embeddings: int = 64,
+        hidden_dropout_prob: float = 0.1,
+        attention_dropout_prob: float = 0.1,
+        layer_norm_eps: float = 1e-12,
+        initializer_range: float = 0.02,
+        embedding_init_std: float = 1.0,
+        noise_schedule: str = "sqrt",
+        num_diffusion_steps: int = 2000,
+        self_conditioning: bool = False,
+        pad_token_id: int | None = 0,
+        bos_token_id: int | None = 1,
+        eos_token_id: int | None = 2,
+        **kwargs,
+    ) -> None:
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size if intermediate_size is not None else 4 * hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_dropout_prob = attention_dropout_prob
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.embedding_init_std = embedding_init_std
+        self.noise_schedule = noise_schedule
+        self.num_diffusion_steps = num_diffusion_steps
+        self.self_conditioning = self_conditioning
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(
+            pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs
+        )
+        self.validate_settings()
+
+    def validate_settings(self) -> None:
+        """Raise `ValueError` naming the first setting that cannot build a model."""
+        positive = {
+            "vocab_size": self.vocab_size,
+            "embedding_dim": self.embedding_dim,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "num_diffusion_steps": self.num_diffusion_steps,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"TextDiffusionConfig.{name} must be a positive integer, got {value!r}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"TextDiffusionConfig.hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads}); pick a head count that divides it."
+            )
+        for name in ("hidden_dropout_prob", "attention_dropout_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"TextDiffusionConfig.{name} must be in [0, 1), got {value!r}.")
+        if self.noise_schedule not in SCHEDULES:
+            raise ValueError(
+                f"TextDiffusionConfig.noise_schedule must be one of {SCHEDULES}, got {self.noise_schedule!r}."
+            )
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(
+                    f"TextDiffusionConfig.{name}={value} is outside the vocabulary (size {self.vocab_size}); "
+                    "the tokenizer and the model config disagree."
+                )

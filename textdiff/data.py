@@ -1,0 +1,168 @@
+"""Corpus loading (through `datasets`), framing into fixed-length id sequences, and a resumable batch order.
+
+The data walk: corpus → tokenizer → `[START] w_1 … w_n [END]` → either padded to L (one sentence per sequence,
+"pad"), or concatenated and cut into chunks of L with no padding ("pack", Diffusion-LM's E2E setting).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".txt": "text", ".parquet": "parquet"}
+
+
+def _local_builder(path: Path) -> str:
+    name = path.name.removesuffix(".gz").removesuffix(".bz2").removesuffix(".xz")
+    suffix = Path(name).suffix
+    if suffix not in LOCAL_FORMATS:
+        raise ValueError(
+            f"Cannot read {path}: unknown file type {suffix!r}; use one of {sorted(LOCAL_FORMATS)} (optionally .gz)."
+        )
+    return LOCAL_FORMATS[suffix]
+
+
+def _split_file(directory: Path, split: str) -> Path:
+    matches = sorted(p for p in directory.iterdir() if p.name.split(".")[0] == split)
+    if not matches:
+        raise ValueError(
+            f"No file for split {split!r} in {directory}; expected e.g. {split}.jsonl, {split}.csv or {split}.txt."
+        )
+    return matches[0]
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.Dataset:
+    """Load one split of a corpus as a `datasets.Dataset` with a string column `text_column`.
+
+    Args:
+        source: A local directory holding `{split}.jsonl|.csv|.txt|.parquet` (optionally .gz), a local file, or a
+            datasets-hub id such as "e2e_nlg" (needs the network).
+        split: The split to load ("train", "validation", "test").
+        text_column: The column holding the text.
+    """
+    path = Path(source)
+    if path.exists():
+        data_file = _split_file(path, split) if path.is_dir() else path
+        dataset = datasets.load_dataset(_local_builder(data_file), data_files={split: str(data_file)}, split=split)
+    elif source.startswith((".", "/")) or source.endswith(tuple(LOCAL_FORMATS)):
+        raise ValueError(f"Data path {source!r} does not exist; point data.dataset at a local directory or file.")
+    elif not _hub_reachable():
+        raise ValueError(
+            f"Cannot load {source!r} from the datasets hub: the hub is unreachable (offline). Point data.dataset "
+            "at local files instead: a directory with train.jsonl / validation.jsonl (one JSON object per line "
+            "with a text column), or a single .jsonl, .csv, .txt or .parquet file; the bundled E2E corpus is "
+            "data/e2e."
+        )
+    else:
+        dataset = datasets.load_dataset(source, split=split)
+    if text_column not in dataset.column_names:
+        raise ValueError(
+            f"The {split} split of {source!r} has no column {text_column!r}; its columns are "
+            f"{dataset.column_names}. Set data.text_column to one of them."
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"The {split} split of {source!r} is empty; a corpus needs at least one sentence.")
+    return dataset
+
+
+def frame_sequences(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    seq_len: int,
+    *,
+    text_column: str = "text",
+    packing: bool = False,
+) -> datasets.Dataset:
+    """Tokenise and frame the corpus into a dataset with one column `input_ids` of fixed length `seq_len`.
+
+    Each sentence becomes `[START] ids [END]`. Without packing it is padded with [PAD] to `seq_len`, and
+    sentences that do not fit are dropped (counted in the log) so that every sequence ends with [END]. With
+    packing, the framed sentences are concatenated and cut into chunks of exactly `seq_len`.
+    """
+    if seq_len < 3:
+        raise ValueError(f"seq_len must be at least 3 ([START], one token, [END]), got {seq_len}.")
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(batch[text_column], add_special_tokens=False, verbose=False)["input_ids"]
+        return {"ids": [[bos, *ids, eos] for ids in encoded]}
+
+    framed = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
+    if packing:
+
+        def pack(batch: dict[str, list]) -> dict[str, list]:
+            stream = [token for ids in batch["ids"] for token in ids]
+            usable = len(stream) - len(stream) % seq_len
+            return {"input_ids": [stream[i : i + seq_len] for i in range(0, usable, seq_len)]}
+
+        out = framed.map(pack, batched=True, batch_size=10_000, remove_columns=["ids"], desc="Packing")
+    else:
+        fits = framed.filter(lambda row: len(row["ids"]) <= seq_len, desc="Dropping over-long sentences")
+        dropped = len(framed) - len(fits)
+        if dropped:
+            logger.info("Dropped %d of %d sentences longer than %d tokens.", dropped, len(framed), seq_len - 2)
+        out = fits.map(
+            lambda row: {"input_ids": row["ids"] + [pad] * (seq_len - len(row["ids"]))},
+            remove_columns=["ids"],
+            desc="Padding",
+        )
+    if len(out) == 0:
+        raise ValueError(
+            f"No training sequence of length {seq_len} could be made from the corpus; raise data.seq_len."
+        )
+    return out.with_format("torch")
+
+
+class BatchOrder:
+    """A reshuffled-every-epoch order of examples that is a pure function of (seed, step).
+
+    The global batch of step s holds examples s·G … s·G + G − 1 of the stream perm_0 ++ perm_1 ++ …, where
+    perm_e is a permutation drawn from seed + e; rank r of R takes its contiguous slice. Resuming at step s
+    therefore needs nothing but s.
+
+    Args:
+        num_examples: Size of the dataset.
+        global_batch_size: Examples per optimiser step over all ranks (micro batch × accumulation × world size).
+        seed: Base seed of the permutations.
+    """
+
+    def __init__(self, num_examples: int, global_batch_size: int, seed: int) -> None:
+        if num_examples < 1:
+            raise ValueError("The training set is empty.")
+        self.num_examples = num_examples
+        self.global_batch_size = global_batch_size
+        self.seed = seed
+        self._permutations: dict[int, torch.Tensor] = {}
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._permutations:
+            self._permutations = {epoch: torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch))}
+        return self._permutations[epoch]
+
+    def indices(self, step: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        """Dataset indices of rank `rank`'s share of the global batch of `step`: (G / world_size,)."""
+        per_rank = self.global_batch_size // world_size
+        positions = step * self.global_batch_size + rank * per_rank + torch.arange(per_rank)
+        epochs, offsets = positions // self.num_examples, positions % self.num_examples
+        return torch.stack([self._permutation(int(e))[int(o)] for e, o in zip(epochs, offsets)])
+
+    def epoch(self, step: int) -> float:
+        return step * self.global_batch_size / self.num_examples

@@ -1,0 +1,106 @@
+"""Diffusion-LM's end-to-end training objective (Li et al. 2022, eq. 2 and App. A; `training_losses_e2e`).
+
+With w the token ids, EMB the learned embeddings and f the x0-predicting denoiser:
+
+    x0  = EMB(w) + √(1 − ᾱ_0) · ε₀                  (the embedding step q_φ(x0 | w))
+    x_t = √ᾱ_t · x0 + √(1 − ᾱ_t) · ε,   t ~ U{0, …, T−1}
+    L   = ‖f(x_t, t) − x0‖²        (at t = 0 the target is EMB(w) itself)
+        + CE(x0 · Eᵀ, w)           (rounding, L_round)
+        + ‖√ᾱ_{T−1} · x0‖²         (prior term: q(x_T | x0) should be N(0, I))
+
+Squared errors are averaged over positions and embedding dimensions, the cross-entropy over positions, as in
+the reference code. All three terms reach the embeddings, which is what keeps them from collapsing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .modeling import TextDiffusionModel
+from .schedules import NoiseSchedule
+from .utils import randn_like
+
+
+@dataclass
+class LossOutput:
+    """The objective and its three terms, each a scalar averaged over the batch."""
+
+    loss: torch.Tensor
+    mse: torch.Tensor
+    rounding: torch.Tensor
+    prior: torch.Tensor
+
+
+class DiffusionLMLoss:
+    """The end-to-end objective of Diffusion-LM, optionally with self-conditioning (Chen et al. 2022).
+
+    Args:
+        schedule: The forward process the model is trained on.
+        self_conditioning_prob: Share of batches on which the denoiser first predicts x0 without gradients and
+            then sees that estimate as its self-conditioning input (0 disables; Chen et al. use 0.5).
+    """
+
+    def __init__(self, schedule: NoiseSchedule, self_conditioning_prob: float = 0.0) -> None:
+        if not 0.0 <= self_conditioning_prob <= 1.0:
+            raise ValueError(f"self_conditioning_prob must be in [0, 1], got {self_conditioning_prob}.")
+        self.schedule = schedule
+        self.self_conditioning_prob = self_conditioning_prob
+
+    def __call__(
+        self,
+        model: TextDiffusionModel,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """Compute the objective on a batch of token ids (B, L).
+
+        Args:
+            model: The denoiser (a `TextDiffusionModel`, or a DeepSpeed engine wrapping one).
+            input_ids: (B, L) token ids; padding tokens are modelled like words, as in the paper.
+            attention_mask: (B, L) optional mask passed to the denoiser.
+            generator: Source of t and ε; the global RNG when None.
+        """
+        core = getattr(model, "module", model)
+        schedule = self.schedule
+        batch = input_ids.shape[0]
+        device = input_ids.device
+
+        # 1. x0 ~ q_φ(x0 | w): the embedding plus the t = 0 noise.
+        x0_mean = core.embed(input_ids)  # (B, L, d)
+        std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), torch.zeros(batch, dtype=torch.long), x0_mean)
+        x0 = x0_mean + std0 * randn_like(x0_mean, generator)
+
+        # 2. x_t ~ q(x_t | x0) at a uniform timestep.
+        t = torch.randint(0, schedule.num_steps, (batch,), generator=generator, device=_device(generator, device))
+        t = t.to(device)
+        x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
+
+        # 3. f(x_t, t), with a no-grad first pass feeding self-conditioning on a share of the batches.
+        self_cond = None
+        if core.config.self_conditioning:
+            use = torch.rand((), generator=generator, device=_device(generator, device)) < self.self_conditioning_prob
+            if use:
+                with torch.no_grad():
+                    self_cond = model(x_t, t, attention_mask=attention_mask).pred_x0.detach()
+        pred_x0 = model(x_t, t, attention_mask=attention_mask, self_cond=self_cond).pred_x0  # (B, L, d)
+
+        # 4. The three terms.
+        mse = ((pred_x0 - x0) ** 2).mean(dim=(1, 2))  # (B,)
+        mse_t0 = ((pred_x0 - x0_mean) ** 2).mean(dim=(1, 2))
+        mse = torch.where(t == 0, mse_t0, mse)
+        logits = core.logits(x0)  # (B, L, V)
+        rounding = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none").mean(dim=1)  # (B,)
+        last = torch.full((batch,), schedule.num_steps - 1, dtype=torch.long)
+        prior = ((schedule.gather(schedule.alphas_cumprod.sqrt(), last, x0) * x0) ** 2).mean(dim=(1, 2))
+        return LossOutput(
+            loss=(mse + rounding + prior).mean(), mse=mse.mean(), rounding=rounding.mean(), prior=prior.mean()
+        )
+
+
+def _device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:
+    return generator.device if generator is not None else fallback

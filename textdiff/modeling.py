@@ -1,0 +1,204 @@
+"""The Diffusion-LM denoiser (Li et al. 2022, §4 and App. A) as a Hugging Face `PreTrainedModel`.
+
+Words live as learned d-dimensional embeddings e(w). The denoiser f(x_t, t) predicts the clean latent x0:
+
+    x_t (B, L, d) → up-projection (Linear → tanh → Linear) → + learned positions + timestep embedding
+    → transformer encoder (bidirectional) → down-projection (Linear → tanh → Linear) → x̂0 (B, L, d)
+
+Rounding maps a latent back to words through the same embedding matrix E (V, d): the nearest embedding in L2,
+and, for the training loss, logits x · Eᵀ. The model knows nothing of noise schedules or samplers: the losses
+(`textdiff.losses`) and samplers (`textdiff.samplers`) take it as an argument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from .configuration import TextDiffusionConfig
+
+if TYPE_CHECKING:
+    from .generation import GenerationOutput
+
+
+@dataclass
+class DenoiserOutput:
+    """What the denoiser returns.
+
+    Attributes:
+        pred_x0: (B, L, d) the predicted clean latent x̂0 = f(x_t, t).
+    """
+
+    pred_x0: torch.Tensor
+
+
+def sinusoidal_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer sinusoidal features of integer timesteps.
+
+    Args:
+        timesteps: (B,) timesteps (integers, float values allowed).
+        dim: Feature width.
+
+    Returns:
+        (B, dim) features [cos(t·ω_k), sin(t·ω_k)], ω_k = max_period^(−k / (dim/2)).
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=timesteps.device) / half)
+    args = timesteps.float()[:, None] * freqs[None]  # (B, half)
+    features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        features = F.pad(features, (0, 1))
+    return features
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention on PyTorch's fused scaled-dot-product kernel."""
+
+    def __init__(self, config: TextDiffusionConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_dropout_prob
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """hidden: (B, L, H); attention_mask: (B, 1, 1, L) boolean, True = attend, or None."""
+        batch, length, width = hidden.shape
+        q, k, v = self.qkv(hidden).split(width, dim=-1)  # 3 × (B, L, H)
+        q, k, v = (x.view(batch, length, self.num_heads, -1).transpose(1, 2) for x in (q, k, v))  # (B, h, L, H/h)
+        dropout = self.attention_dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout)
+        return self.out(attended.transpose(1, 2).reshape(batch, length, width))  # (B, L, H)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LayerNorm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: TextDiffusionConfig) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = SelfAttention(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU(),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), attention_mask))
+        return hidden + self.dropout(self.mlp(self.mlp_norm(hidden)))
+
+
+class TextDiffusionPreTrainedModel(PreTrainedModel):
+    config_class = TextDiffusionConfig
+    base_model_prefix = "textdiff"
+    main_input_name = "x_t"
+    _no_split_modules = ["TransformerBlock"]
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, initializer_range) for linear layers and positions; the word embeddings get N(0, 1) as in
+        the paper (`embedding_init_std`), so that words start far apart relative to the noise."""
+        if module is getattr(self, "word_embeddings", None):
+            init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
+        else:
+            super()._init_weights(module)
+
+
+class TextDiffusionModel(TextDiffusionPreTrainedModel):
+    """Diffusion-LM: embeddings, the x0-predicting denoiser, and rounding through the embedding matrix."""
+
+    def __init__(self, config: TextDiffusionConfig) -> None:
+        super().__init__(config)
+        hidden, dim = config.hidden_size, config.embedding_dim
+        self.word_embeddings = nn.Embedding(config.vocab_size, dim)
+        in_dim = 2 * dim if config.self_conditioning else dim
+        self.input_up_proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
+        self.time_embed = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.SiLU(), nn.Linear(4 * hidden, hidden))
+        self.input_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.num_hidden_layers)])
+        self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        self.post_init()
+
+    # --- words <-> latents -------------------------------------------------------------------------------------
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """EMB(w): (B, L) token ids -> (B, L, d) latents."""
+        return self.word_embeddings(input_ids)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Rounding logits x · Eᵀ: (B, L, d) -> (B, L, V). Trained with cross-entropy (the paper's L_round)."""
+        return x @ self.word_embeddings.weight.T
+
+    def nearest_token_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared L2 distances ‖x − e_v‖² to every embedding: (B, L, d) -> (B, L, V)."""
+        emb = self.word_embeddings.weight  # (V, d)
+        return (x * x).sum(-1, keepdim=True) - 2 * x @ emb.T + (emb * emb).sum(-1)
+
+    def round(self, x: torch.Tensor) -> torch.Tensor:
+        """Rounding: each latent to its nearest word, (B, L, d) -> (B, L) ids."""
+        return self.nearest_token_distances(x).argmin(-1)
+
+    def clamp(self, x: torch.Tensor) -> torch.Tensor:
+        """The clamping trick: replace each latent by its nearest embedding, (B, L, d) -> (B, L, d)."""
+        return self.embed(self.round(x))
+
+    # --- the denoiser ------------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        timesteps: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        self_cond: torch.Tensor | None = None,
+    ) -> DenoiserOutput:
+        """Predict x0 from a noisy latent.
+
+        Args:
+            x_t: (B, L, d) noisy latents.
+            timesteps: (B,) diffusion steps t in [0, T) of the training schedule.
+            attention_mask: (B, L), 1 for positions to attend to, 0 for positions to ignore; None attends all.
+            self_cond: (B, L, d) previous estimate of x0 for self-conditioning; zeros when None. Ignored unless
+                the config enables self-conditioning.
+
+        Returns:
+            `DenoiserOutput` with pred_x0 of shape (B, L, d).
+        """
+        batch, length, dim = x_t.shape
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {length} exceeds the model's max_position_embeddings "
+                f"({self.config.max_position_embeddings}); decode at most that many positions."
+            )
+        if self.config.self_conditioning:
+            if self_cond is None:
+                self_cond = torch.zeros_like(x_t)
+            x_t = torch.cat([x_t, self_cond], dim=-1)  # (B, L, 2d)
+        positions = torch.arange(length, device=x_t.device)
+        time = self.time_embed(sinusoidal_embedding(timesteps, self.config.hidden_size))  # (B, H)
+        hidden = self.input_up_proj(x_t) + self.position_embeddings(positions)[None] + time[:, None]  # (B, L, H)
+        hidden = self.dropout(self.input_norm(hidden))
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+        for block in self.blocks:
+            hidden = block(hidden, mask)
+        return DenoiserOutput(pred_x0=self.output_down_proj(self.output_norm(hidden)))
+
+    def generate(self, *args, **kwargs) -> torch.Tensor | GenerationOutput:
+        """Decode text from noise in parallel; see `textdiff.generation.generate` for the arguments."""
+        from .generation import generate
+
+        return generate(self, *args, **kwargs)

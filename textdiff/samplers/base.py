@@ -1,0 +1,77 @@
+"""The contract every sampler follows (after diffusers' schedulers).
+
+A sampler owns the reverse-step math of one algorithm and nothing else: it never calls the model. The decoding
+loop asks it for `timesteps`, evaluates the denoiser at each, and hands the prediction of x0 to `step`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from ..schedules import NoiseSchedule
+
+
+@dataclass
+class SamplerOutput:
+    """One reverse step.
+
+    Attributes:
+        prev_sample: (B, L, d) the latent at the next (less noisy) timestep.
+        pred_x0: (B, L, d) the x0 estimate the step used.
+    """
+
+    prev_sample: torch.Tensor
+    pred_x0: torch.Tensor
+
+
+class Sampler(ABC):
+    """A reverse process over a subsequence of the training timesteps.
+
+    Args:
+        schedule: The forward process the model was trained on (T steps).
+    """
+
+    def __init__(self, schedule: NoiseSchedule) -> None:
+        self.schedule = schedule
+        self.timesteps = torch.arange(schedule.num_steps - 1, -1, -1)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        """Choose `num_inference_steps` training timesteps, evenly spaced from T−1 down to 0 (respacing)."""
+        total = self.schedule.num_steps
+        if not 1 <= num_inference_steps <= total:
+            raise ValueError(
+                f"num_inference_steps must be between 1 and the {total} training steps, got {num_inference_steps}."
+            )
+        spaced = torch.linspace(0, total - 1, num_inference_steps, dtype=torch.float64).round().long()
+        self.timesteps = spaced.flip(0)  # descending: T−1, …, 0
+
+    def previous_timestep(self, t: int) -> int:
+        """The timestep after t in `timesteps` (−1 after the last, meaning the clean data)."""
+        index = (self.timesteps == t).nonzero()
+        if index.numel() == 0:
+            raise ValueError(f"Timestep {t} is not in this sampler's timesteps; call set_timesteps first.")
+        position = int(index[0, 0]) + 1
+        return int(self.timesteps[position]) if position < len(self.timesteps) else -1
+
+    def alpha_bar(self, t: int) -> float:
+        """ᾱ_t, with ᾱ_{−1} = 1."""
+        return 1.0 if t < 0 else float(self.schedule.alphas_cumprod[t])
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """Sample q(x_t | x0) = √ᾱ_t x0 + √(1 − ᾱ_t) ε. x0, noise: (B, L, d); t: int or (B,)."""
+        t = torch.as_tensor(t).long().expand(x0.shape[0])
+        return self.schedule.q_sample(x0, t, noise)
+
+    @abstractmethod
+    def step(
+        self,
+        pred_x0: torch.Tensor,
+        t: int,
+        sample: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> SamplerOutput:
+        """Move `sample` = x_t (B, L, d) to the previous timestep, given the model's x0 prediction (B, L, d)."""

@@ -1,0 +1,119 @@
+"""Vocabularies trained on the corpus, each wrapped as a transformers tokenizer that round-trips through
+`save_pretrained` / `AutoTokenizer.from_pretrained`.
+
+- "word": a word-level vocabulary (`tokenizers` WordLevel) of the words seen at least `min_frequency` times,
+  as Diffusion-LM does (more than 10 times on E2E: 817 words + 4 special tokens = 821).
+- "bpe": byte-pair encoding (`tokenizers` BPE) with `vocab_size` entries.
+- "unigram": a `sentencepiece` unigram model with `vocab_size` entries.
+
+Every kind has the same four special tokens at ids 0-3, the START / END / UNK / PAD tokens of the paper.
+Text is encoded without them (`add_special_tokens=False`); `textdiff.data` frames each sentence itself.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+PAD, BOS, EOS, UNK = "[PAD]", "[START]", "[END]", "[UNK]"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+TOKENIZER_KINDS = ("word", "bpe", "unigram")
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    kind: str = "word",
+    *,
+    min_frequency: int = 11,
+    vocab_size: int = 8000,
+    model_max_length: int = 64,
+) -> PreTrainedTokenizerBase:
+    """Train a vocabulary on `texts` and wrap it as a transformers tokenizer.
+
+    Args:
+        texts: The training sentences (the word-level kind expects whitespace-tokenised text, like E2E's).
+        kind: "word", "bpe" or "unigram".
+        min_frequency: Word-level only: keep the words seen at least this many times.
+        vocab_size: BPE and unigram only: number of entries, special tokens included.
+        model_max_length: The longest sequence the model will see, stored with the tokenizer.
+    """
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"Unknown tokenizer kind {kind!r}; choose one of {TOKENIZER_KINDS}.")
+    if kind == "unigram":
+        return _train_sentencepiece(texts, vocab_size, model_max_length)
+    if kind == "word":
+        if min_frequency < 1:
+            raise ValueError(f"min_frequency must be at least 1, got {min_frequency}.")
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        trainer = trainers.WordLevelTrainer(min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
+    else:
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}.")
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        model_max_length=model_max_length,
+    )
+
+
+def _train_sentencepiece(texts: Iterable[str], vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
+    """Unigram model with sentencepiece, loaded back through transformers' T5 tokenizer class (no sentinels)."""
+    import sentencepiece as spm
+    from transformers import T5Tokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        pad_piece=PAD,
+        bos_piece=BOS,
+        eos_piece=EOS,
+        unk_piece=UNK,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "tokenizer.model").write_bytes(model.getvalue())
+        return T5Tokenizer.from_pretrained(
+            directory,
+            extra_ids=0,
+            pad_token=PAD,
+            bos_token=BOS,
+            eos_token=EOS,
+            unk_token=UNK,
+            model_max_length=model_max_length,
+        )
+
+
+def check_tokenizer_matches(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:
+    """Raise `ValueError` if the tokenizer cannot serve a model whose embedding has `vocab_size` rows."""
+    if len(tokenizer) != vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} entries but the model's vocabulary has {vocab_size}; "
+            "load the tokenizer that was saved with the model (the same directory)."
+        )
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if getattr(tokenizer, name) is None:
+            raise ValueError(f"The tokenizer has no {name[:-3]}; textdiff needs [PAD], [START] and [END] tokens.")

@@ -1,0 +1,237 @@
+"""The pieces every textdiff training script shares: process setup, the DeepSpeed config, the tokenizer,
+EMA weights, checkpoints and the metrics log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from textdiff.tokenization import train_tokenizer
+from train.config import RunConfig, TrainingSection
+
+logger = logging.getLogger("textdiff.train")
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    on_gpu: bool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def setup_distributed(threads: int | None = None) -> DistInfo:
+    """Join (or, with no launcher, create) the process group: gloo on CPU, NCCL on GPUs.
+
+    Without a launcher the environment of a one-process job is filled in, so the same script runs on a laptop.
+    Each CPU process gets cores / local processes threads unless `threads` says otherwise.
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
+                          LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    on_gpu = accelerator.device_name() != "cpu"
+    if on_gpu:
+        accelerator.set_device(local_rank)
+    deepspeed.init_distributed()
+    world_size = torch.distributed.get_world_size()
+    if not on_gpu:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
+    return DistInfo(torch.distributed.get_rank(), world_size, local_rank, on_gpu)
+
+
+def barrier(dist: DistInfo) -> None:
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+
+
+@contextlib.contextmanager
+def rank_zero_first(dist: DistInfo) -> Iterator[None]:
+    """Run the block on rank 0 first (it fills caches and writes files), then on the other ranks."""
+    if dist.rank != 0:
+        barrier(dist)
+    yield
+    if dist.rank == 0:
+        barrier(dist)
+
+
+def step_seed(seed: int, step: int, rank: int, micro: int) -> int:
+    """A seed that is a pure function of the position in training, so a resumed run draws the same noise."""
+    return ((seed * 1_000_003 + step) * 1_009 + rank * 31 + micro) % (2**63)
+
+
+def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[str, Any]:
+    """The DeepSpeed JSON, completed from the run config (the single source of batch size, learning rate and
+    schedule): micro batch, accumulation, AdamW, warm-up then linear decay to 0, and bf16 on GPU (fp32 on CPU,
+    where fp16 is unsupported and bf16 is slow)."""
+    path = Path(train_cfg.deepspeed_config)
+    if not path.is_file():
+        raise ValueError(f"DeepSpeed config {path} does not exist; use one of configs/deepspeed/zero{{0,1,2,3}}.json.")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"DeepSpeed config {path} is not valid JSON: {error}") from None
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        if key in config:
+            raise ValueError(f"{path} sets {key!r}; batch sizes come from the run config's training section.")
+    config["train_micro_batch_size_per_gpu"] = train_cfg.micro_batch_size
+    config["gradient_accumulation_steps"] = train_cfg.gradient_accumulation_steps
+    optimizer = config.setdefault("optimizer", {"type": "AdamW", "params": {"torch_adam": True}})
+    optimizer.setdefault("params", {}).update(lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    config["scheduler"] = {
+        "type": "WarmupDecayLR",
+        "params": {
+            "warmup_min_lr": 0.0,
+            "warmup_max_lr": train_cfg.learning_rate,
+            "warmup_num_steps": train_cfg.warmup_steps,
+            "warmup_type": "linear",
+            "total_num_steps": train_cfg.max_steps,
+        },
+    }
+    config.setdefault("bf16", {"enabled": dist.on_gpu})
+    config.setdefault("steps_per_print", 10**9)
+    return config
+
+
+def load_or_train_tokenizer(
+    run: RunConfig, corpus: datasets.Dataset, path: Path, dist: DistInfo, *, resume: bool
+) -> PreTrainedTokenizerBase:
+    """The run's tokenizer: loaded from tokenizer.path, or (resuming) from the run's own copy, or trained on the
+    training split by rank 0 and saved to `path` for the other ranks and for resumption."""
+    if run.tokenizer.path:
+        return AutoTokenizer.from_pretrained(run.tokenizer.path)
+    if dist.rank == 0 and not (resume and path.is_dir()):
+        tokenizer = train_tokenizer(
+            corpus[run.data.text_column],
+            run.tokenizer.kind,
+            min_frequency=run.tokenizer.min_frequency,
+            vocab_size=run.tokenizer.vocab_size,
+            model_max_length=run.data.seq_len,
+        )
+        tokenizer.save_pretrained(path)
+        logger.info("Trained a %s tokenizer with %d entries.", run.tokenizer.kind, len(tokenizer))
+        return tokenizer
+    return AutoTokenizer.from_pretrained(path)
+
+
+class ExponentialMovingAverage:
+    """EMA of the weights, θ̄ ← d·θ̄ + (1 − d)·θ with the warm-up d = min(decay, (1 + n) / (10 + n)), kept in fp32.
+
+    Under ZeRO-3 the partitioned parameters are gathered for each update.
+    """
+
+    def __init__(self, engine, decay: float) -> None:
+        self.decay = decay
+        self.zero3 = engine.zero_optimization_stage() == 3
+        with self._gathered(engine):
+            self.shadow = {name: p.detach().float().clone() for name, p in engine.module.named_parameters()}
+
+    def _gathered(self, engine):
+        if not self.zero3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
+
+    @torch.no_grad()
+    def update(self, engine, num_updates: int) -> None:
+        decay = min(self.decay, (1 + num_updates) / (10 + num_updates))
+        with self._gathered(engine):
+            for name, param in engine.module.named_parameters():
+                self.shadow[name].lerp_(param.detach().float(), 1.0 - decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: tensor.detach().cpu().contiguous() for name, tensor in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state.keys() != self.shadow.keys():
+            raise ValueError("The checkpoint's EMA weights do not match this model; resume with the same config.")
+        for name, tensor in state.items():
+            self.shadow[name].copy_(tensor)
+
+
+class CheckpointManager:
+    """DeepSpeed checkpoints under `directory/stepNNNNNNNN/`, with the EMA weights as ema.safetensors.
+
+    The EMA file is written before DeepSpeed writes its shards and, last, the `latest` pointer, so `latest`
+    never names a checkpoint without its EMA.
+    """
+
+    def __init__(self, directory: Path, keep: int, dist: DistInfo) -> None:
+        self.directory = directory
+        self.keep = keep
+        self.dist = dist
+
+    @staticmethod
+    def tag(step: int) -> str:
+        return f"step{step:08d}"
+
+    def has(self, step: int) -> bool:
+        return (self.directory / self.tag(step) / "ema.safetensors").is_file()
+
+    def save(self, engine, ema: ExponentialMovingAverage, step: int) -> None:
+        tag = self.tag(step)
+        if self.dist.rank == 0:
+            (self.directory / tag).mkdir(parents=True, exist_ok=True)
+            save_file(ema.state_dict(), self.directory / tag / "ema.safetensors")
+        barrier(self.dist)
+        engine.save_checkpoint(str(self.directory), tag=tag, client_state={"step": step})
+        if self.dist.rank == 0:
+            tags = sorted(p for p in self.directory.glob("step*") if p.is_dir())
+            for old in tags[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        barrier(self.dist)
+
+    def load(self, engine, ema: ExponentialMovingAverage) -> int:
+        """Load the newest checkpoint into the engine and the EMA; return its step."""
+        if not (self.directory / "latest").is_file():
+            raise ValueError(f"--resume: no checkpoint in {self.directory}; start without --resume.")
+        path, client_state = engine.load_checkpoint(str(self.directory))
+        if path is None:
+            raise ValueError(f"--resume: the checkpoint in {self.directory} could not be loaded.")
+        tag_dir = Path(path) if Path(path).is_dir() else Path(path).parent  # DeepSpeed returns a file in the tag
+        ema.load_state_dict(load_file(tag_dir / "ema.safetensors"))
+        return int(client_state["step"])
+
+
+class MetricsLog:
+    """One JSON object per line (rank 0 only): the training curve a plot is made from."""
+
+    def __init__(self, path: Path, dist: DistInfo, *, append: bool) -> None:
+        self.path = path
+        self.enabled = dist.rank == 0
+        if self.enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not append:
+                path.write_text("")
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,209 @@
+"""The YAML run config: one typed, validated section per axis of variation.
+
+    model:      the denoiser's architecture              -> TextDiffusionConfig
+    diffusion:  the forward process and its training     -> TextDiffusionConfig + the loss
+    data:       which corpus, which column, how framed
+    tokenizer:  which vocabulary is trained (or loaded)
+    training:   optimiser, schedule, batch, logging, checkpoints, DeepSpeed config
+
+Unknown keys and wrong types are errors that say which key and what is expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelSection:
+    embedding_dim: int = 16  # width d of the word embeddings the diffusion runs on
+    hidden_size: int = 128  # transformer width
+    num_hidden_layers: int = 4  # transformer blocks
+    num_attention_heads: int = 4  # heads per block
+    intermediate_size: int | None = None  # feed-forward width (4 × hidden_size if null)
+    dropout: float = 0.1  # hidden and attention dropout
+
+
+@dataclass
+class DiffusionSection:
+    schedule: str = "sqrt"  # noise schedule: sqrt (the paper's), cosine, linear
+    num_steps: int = 2000  # T, the training diffusion steps
+    self_conditioning: bool = False  # feed the previous x0 estimate back to the denoiser
+    self_conditioning_prob: float = 0.5  # share of training batches that use it
+
+
+@dataclass
+class DataSection:
+    dataset: str = "data/e2e"  # local directory / file, or a datasets-hub id such as e2e_nlg
+    text_column: str = "text"  # column holding the text
+    train_split: str = "train"
+    eval_split: str | None = "validation"  # null: no held-out loss
+    seq_len: int = 64  # positions per sequence (= the model's max length)
+    packing: bool = False  # true: concatenate and chunk (no padding); false: one padded sentence per sequence
+
+
+@dataclass
+class TokenizerSection:
+    kind: str = "word"  # word | bpe | unigram
+    min_frequency: int = 11  # word: keep words seen at least this often (more than 10 times: 821 on E2E)
+    vocab_size: int = 8000  # bpe / unigram: entries
+    path: str | None = None  # load a saved tokenizer from here instead of training one
+
+
+@dataclass
+class TrainingSection:
+    output_dir: str = "runs/default"  # checkpoints/, model/ (the export), metrics.jsonl, samples.txt
+    deepspeed_config: str = "configs/deepspeed/zero0.json"  # ZeRO stage and engine settings
+    max_steps: int = 1000  # optimiser steps (the learning-rate schedule decays to 0 over them)
+    max_minutes: float | None = None  # stop early, checkpoint and export after this wall-clock budget
+    micro_batch_size: int = 64  # sequences per process per micro step
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    ema_decay: float = 0.9999  # EMA of the weights, exported at the end (warmed up as min(decay, (1+n)/(10+n)))
+    seed: int = 42
+    log_every: int = 10  # steps between lines of metrics.jsonl
+    eval_every: int = 500  # steps between held-out losses (0: never)
+    eval_batches: int = 8  # batches of the held-out loss
+    checkpoint_every: int = 500  # steps between DeepSpeed checkpoints (0: only at the end)
+    keep_checkpoints: int = 2  # how many recent checkpoints to keep
+    num_samples: int = 10  # samples written after training
+    sample_steps: int = 200  # denoising steps of those samples
+    threads: int | None = None  # CPU threads per process (default: cores / local processes)
+
+
+@dataclass
+class RunConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    diffusion: DiffusionSection = field(default_factory=DiffusionSection)
+    data: DataSection = field(default_factory=DataSection)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+        """Read a YAML run config, then apply `section.key=value` overrides (values parsed as YAML)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"Run config {path} does not exist; pass e.g. configs/e2e-tiny.yaml.")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"Run config {path} is not valid YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"Run config {path} must be a mapping of sections, got {type(raw).__name__}.")
+        for override in overrides or []:
+            key, sep, value = override.partition("=")
+            section, dot, name = key.partition(".")
+            if not sep or not dot:
+                raise ValueError(f"Override {override!r} must look like section.key=value, e.g. training.max_steps=50.")
+            raw.setdefault(section, {})
+            if not isinstance(raw[section], dict):
+                raise ValueError(f"Section {section!r} of {path} must be a mapping.")
+            raw[section][name] = yaml.safe_load(value)
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "run config") -> RunConfig:
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(raw) - set(sections)
+        if unknown:
+            raise ValueError(f"Unknown section(s) {sorted(unknown)} in {source}; the sections are {sorted(sections)}.")
+        built = {}
+        for name, spec in sections.items():
+            section_type = spec.default_factory
+            values = raw.get(name) or {}
+            if not isinstance(values, dict):
+                raise ValueError(f"Section {name!r} of {source} must be a mapping, got {values!r}.")
+            built[name] = _build_section(section_type, values, f"{source}: {name}")
+        config = cls(**built)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check values that types alone cannot; raise `ValueError` naming the key."""
+        m, d, data, tok, tr = self.model, self.diffusion, self.data, self.tokenizer, self.training
+        for key, value in [
+            ("model.embedding_dim", m.embedding_dim),
+            ("model.hidden_size", m.hidden_size),
+            ("model.num_hidden_layers", m.num_hidden_layers),
+            ("model.num_attention_heads", m.num_attention_heads),
+            ("diffusion.num_steps", d.num_steps),
+            ("training.max_steps", tr.max_steps),
+            ("training.micro_batch_size", tr.micro_batch_size),
+            ("training.gradient_accumulation_steps", tr.gradient_accumulation_steps),
+            ("tokenizer.min_frequency", tok.min_frequency),
+        ]:
+            if value <= 0:
+                raise ValueError(f"{key} must be positive, got {value}.")
+        if m.hidden_size % m.num_attention_heads:
+            raise ValueError(
+                f"model.hidden_size ({m.hidden_size}) must be divisible by model.num_attention_heads "
+                f"({m.num_attention_heads})."
+            )
+        if not 0.0 <= m.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}.")
+        if d.schedule not in ("sqrt", "cosine", "linear"):
+            raise ValueError(f"diffusion.schedule must be sqrt, cosine or linear, got {d.schedule!r}.")
+        if not 0.0 <= d.self_conditioning_prob <= 1.0:
+            raise ValueError(f"diffusion.self_conditioning_prob must be in [0, 1], got {d.self_conditioning_prob}.")
+        if data.seq_len < 3:
+            raise ValueError(f"data.seq_len must be at least 3, got {data.seq_len}.")
+        if tok.kind not in ("word", "bpe", "unigram"):
+            raise ValueError(f"tokenizer.kind must be word, bpe or unigram, got {tok.kind!r}.")
+        if tr.learning_rate <= 0:
+            raise ValueError(f"training.learning_rate must be positive, got {tr.learning_rate}.")
+        if not 0.0 <= tr.ema_decay < 1.0:
+            raise ValueError(f"training.ema_decay must be in [0, 1), got {tr.ema_decay}.")
+        if tr.max_minutes is not None and tr.max_minutes <= 0:
+            raise ValueError(f"training.max_minutes must be positive or null, got {tr.max_minutes}.")
+        for key in ("warmup_steps", "log_every", "eval_every", "checkpoint_every", "num_samples", "eval_batches"):
+            if getattr(tr, key) < 0:
+                raise ValueError(f"training.{key} must be non-negative, got {getattr(tr, key)}.")
+        if tr.keep_checkpoints < 1:
+            raise ValueError(f"training.keep_checkpoints must be at least 1, got {tr.keep_checkpoints}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build_section(section_type: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(section_type)
+    known = {f.name for f in dataclasses.fields(section_type)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"Unknown key(s) {sorted(unknown)} in {where}; the keys are {sorted(known)}.")
+    return section_type(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in values.items()})
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a simple type hint (int, float, str, bool, or X | None); ints pass as floats."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{where} must not be null.")
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    if float in options and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{where} must be {names}, got {value!r} ({type(value).__name__}).")

@@ -1,0 +1,203 @@
+"""Train a Diffusion-LM text diffusion model with DeepSpeed, top to bottom.
+
+    config → tokenizer → data → model → deepspeed.initialize → loop (engine.backward, engine.step, EMA,
+    metrics, checkpoints) → export of the EMA model with save_pretrained → samples
+
+One process, no launcher (a CPU laptop):
+    python train/diffusion.py --config configs/e2e-tiny.yaml
+N processes or GPUs:
+    deepspeed --num_gpus 2 train/diffusion.py --config configs/e2e-tiny.yaml --deepspeed configs/deepspeed/zero2.json
+Resume from the newest checkpoint in training.output_dir:
+    python train/diffusion.py --config configs/e2e-tiny.yaml --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionConfig, TextDiffusionModel
+from textdiff.data import BatchOrder, frame_sequences, load_corpus
+from train.common import (
+    CheckpointManager,
+    ExponentialMovingAverage,
+    MetricsLog,
+    barrier,
+    build_deepspeed_config,
+    load_or_train_tokenizer,
+    rank_zero_first,
+    setup_distributed,
+    step_seed,
+)
+from train.config import RunConfig
+
+logger = logging.getLogger("textdiff.train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML run config, e.g. configs/e2e-tiny.yaml")
+    parser.add_argument("--deepspeed", dest="deepspeed_config", help="DeepSpeed JSON (overrides the run config's)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one run-config value, e.g. --set training.max_steps=50 (repeatable)")
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Train, export and sample; returns the export directory."""
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.deepspeed_config:
+        overrides.append(f"training.deepspeed_config={args.deepspeed_config}")
+    run = RunConfig.from_yaml(args.config, overrides)
+    train_cfg = run.training
+    output_dir = Path(train_cfg.output_dir)
+
+    # 1. Processes, devices, precision.
+    dist = setup_distributed(train_cfg.threads)
+    logging.basicConfig(level=logging.INFO if dist.rank == 0 else logging.WARNING, format="%(message)s")
+    ds_config = build_deepspeed_config(train_cfg, dist)
+    torch.manual_seed(train_cfg.seed)
+
+    # 2. Tokenizer: trained on the training split once (rank 0), saved, reloaded by every rank.
+    with rank_zero_first(dist):
+        train_text = load_corpus(run.data.dataset, run.data.train_split, run.data.text_column)
+        tokenizer = load_or_train_tokenizer(run, train_text, output_dir / "tokenizer", dist, resume=args.resume)
+
+    # 3. Data: framed once (rank 0 fills the datasets cache first), then held in memory as (N, L) ids.
+    with rank_zero_first(dist):
+        train_ids = frame_sequences(
+            train_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
+        )["input_ids"]
+        eval_ids = None
+        if run.data.eval_split and train_cfg.eval_every:
+            eval_text = load_corpus(run.data.dataset, run.data.eval_split, run.data.text_column)
+            eval_ids = frame_sequences(
+                eval_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
+            )["input_ids"]
+    global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
+    order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
+    logger.info("Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch)
+
+    # 4. Model: the model config is built from the run config's model and diffusion sections.
+    model_config = TextDiffusionConfig(
+        vocab_size=len(tokenizer),
+        embedding_dim=run.model.embedding_dim,
+        hidden_size=run.model.hidden_size,
+        num_hidden_layers=run.model.num_hidden_layers,
+        num_attention_heads=run.model.num_attention_heads,
+        intermediate_size=run.model.intermediate_size,
+        max_position_embeddings=run.data.seq_len,
+        hidden_dropout_prob=run.model.dropout,
+        attention_dropout_prob=run.model.dropout,
+        noise_schedule=run.diffusion.schedule,
+        num_diffusion_steps=run.diffusion.num_steps,
+        self_conditioning=run.diffusion.self_conditioning,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = TextDiffusionModel(model_config)
+    schedule = NoiseSchedule.from_name(run.diffusion.schedule, run.diffusion.num_steps)
+    objective = DiffusionLMLoss(
+        schedule, self_conditioning_prob=run.diffusion.self_conditioning_prob if run.diffusion.self_conditioning else 0.0
+    )
+    logger.info("Denoiser: %.2fM parameters.", sum(p.numel() for p in model.parameters()) / 1e6)
+
+    # 5. The DeepSpeed engine (optimiser and learning-rate schedule come from the DeepSpeed config).
+    import deepspeed
+
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
+    ema = ExponentialMovingAverage(engine, train_cfg.ema_decay)
+    checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist)
+    start_step = 0
+    if args.resume:
+        start_step = checkpoints.load(engine, ema)
+        logger.info("Resumed at step %d.", start_step)
+    metrics = MetricsLog(output_dir / "metrics.jsonl", dist, append=args.resume)
+    if dist.rank == 0:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "run_config.json").write_text(json.dumps(run.to_dict(), indent=2))
+
+    # 6. The loop: one iteration = one optimiser step over gradient_accumulation_steps micro batches.
+    device = engine.device
+    started = time.monotonic()
+    progress = tqdm(range(start_step, train_cfg.max_steps), initial=start_step, total=train_cfg.max_steps,
+                    disable=dist.rank != 0, desc="train", dynamic_ncols=True)
+    step = start_step
+    for step in progress:
+        engine.train()
+        rank_batch = train_ids[order.indices(step, dist.rank, dist.world_size)]  # (G / world, L)
+        terms = {"loss": 0.0, "mse": 0.0, "rounding": 0.0, "prior": 0.0}
+        for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
+            seed = step_seed(train_cfg.seed, step, dist.rank, micro)
+            torch.manual_seed(seed)  # dropout; the loss draws t and noise from its own generator
+            out = objective(engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed))
+            engine.backward(out.loss)
+            engine.step()
+            for name in terms:
+                terms[name] += getattr(out, name).item() / train_cfg.gradient_accumulation_steps
+        ema.update(engine, step + 1)
+        done = step + 1
+        progress.set_postfix(loss=f"{terms['loss']:.3f}", mse=f"{terms['mse']:.3f}", ce=f"{terms['rounding']:.3f}")
+        if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:
+            elapsed = time.monotonic() - started
+            metrics.write(
+                step=done, epoch=round(order.epoch(done), 4), **terms, lr=engine.get_lr()[0],
+                tokens_per_s=(done - start_step) * global_batch * run.data.seq_len / elapsed, elapsed_s=round(elapsed, 1),
+            )
+        if eval_ids is not None and train_cfg.eval_every and done % train_cfg.eval_every == 0:
+            metrics.write(step=done, eval_loss=held_out_loss(engine, objective, eval_ids, train_cfg, device))
+        out_of_time = train_cfg.max_minutes is not None and time.monotonic() - started > 60 * train_cfg.max_minutes
+        if (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0) or out_of_time:
+            checkpoints.save(engine, ema, done)
+        if out_of_time:
+            logger.info("Reached training.max_minutes=%s at step %d; stopping.", train_cfg.max_minutes, done)
+            break
+    progress.close()
+    final_step = step + 1 if train_cfg.max_steps > start_step else start_step
+    if not checkpoints.has(final_step):
+        checkpoints.save(engine, ema, final_step)
+
+    # 7. Export the EMA weights as a Hugging Face model, with the tokenizer, then write samples.
+    export_dir = output_dir / "model"
+    if dist.rank == 0:
+        exported = TextDiffusionModel(model_config)
+        exported.load_state_dict(ema.state_dict())
+        exported.save_pretrained(export_dir)
+        tokenizer.save_pretrained(export_dir)
+        logger.info("Exported the EMA model to %s.", export_dir)
+        if train_cfg.num_samples:
+            ids = exported.generate(
+                num_return_sequences=train_cfg.num_samples, num_inference_steps=train_cfg.sample_steps, seed=train_cfg.seed
+            )
+            samples = tokenizer.batch_decode(ids, skip_special_tokens=True)
+            (output_dir / "samples.txt").write_text("\n".join(samples) + "\n", encoding="utf-8")
+            logger.info("Samples (%d denoising steps):\n%s", train_cfg.sample_steps, "\n".join(f"  {s}" for s in samples))
+    barrier(dist)
+    return export_dir
+
+
+@torch.no_grad()
+def held_out_loss(engine, objective: DiffusionLMLoss, eval_ids: torch.Tensor, train_cfg, device) -> float:
+    """Mean objective on the first eval_batches held-out batches, with fixed t and noise across evaluations."""
+    engine.eval()
+    generator = torch.Generator().manual_seed(train_cfg.seed)
+    losses = [
+        objective(engine, batch.to(device), generator=generator).loss.item()
+        for batch in eval_ids[: train_cfg.eval_batches * train_cfg.micro_batch_size].split(train_cfg.micro_batch_size)
+    ]
+    engine.train()
+    return sum(losses) / len(losses)
+
+
+if __name__ == "__main__":
+    main()
