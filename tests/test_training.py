@@ -1,0 +1,135 @@
+"""The DeepSpeed path end to end, in subprocesses as a user runs it: train → checkpoint → resume → export →
+`AutoModel.from_pretrained` in a fresh process → `generate`, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_RUN = """
+model: {{embedding_dim: 8, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, dropout: 0.1}}
+diffusion: {{schedule: sqrt, num_steps: 100}}
+data: {{dataset: {corpus}, seq_len: 16}}
+tokenizer: {{kind: word, min_frequency: 2}}
+training:
+  output_dir: {output}
+  max_steps: 6
+  micro_batch_size: 8
+  gradient_accumulation_steps: 2
+  learning_rate: 1.0e-3
+  warmup_steps: 2
+  checkpoint_every: 3
+  keep_checkpoints: 2
+  eval_every: 3
+  eval_batches: 1
+  log_every: 1
+  num_samples: 2
+  sample_steps: 4
+  threads: 1
+"""
+
+
+def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    tmp = tmp_path_factory.mktemp("train")
+    corpus = request.getfixturevalue("module_corpus")
+    config = tmp / "run.yaml"
+    config.write_text(TINY_RUN.format(corpus=corpus, output=tmp / "run"))
+    run([sys.executable, "train/diffusion.py", "--config", str(config)])
+    return tmp, config
+
+
+@pytest.fixture(scope="module")
+def module_corpus(tmp_path_factory):
+    from tests.conftest import e2e_texts
+
+    directory = tmp_path_factory.mktemp("corpus")
+    for split, limit in (("train", 300), ("validation", 40)):
+        with (directory / f"{split}.jsonl").open("w") as handle:
+            for text in e2e_texts(split, limit):
+                handle.write(json.dumps({"text": text}) + "\n")
+    return directory
+
+
+def test_training_writes_checkpoints_metrics_export_and_samples(trained):
+    tmp, _ = trained
+    out = tmp / "run"
+    assert sorted(p.name for p in (out / "checkpoints").glob("step*")) == ["step00000003", "step00000006"]
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step00000006"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 6 and all(torch.isfinite(torch.tensor(losses)))
+    assert any("eval_loss" in r for r in records)
+    assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
+    assert len((out / "samples.txt").read_text().splitlines()) == 2
+
+
+def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(trained):
+    tmp, config = trained
+    resumed = tmp / "resumed"
+    shutil.copytree(tmp / "run", resumed)
+    shutil.rmtree(resumed / "model")
+    shutil.rmtree(resumed / "checkpoints" / "step00000006")
+    (resumed / "checkpoints" / "latest").write_text("step00000003")
+    run([sys.executable, "train/diffusion.py", "--config", str(config), "--resume",
+         "--set", f"training.output_dir={resumed}"])
+    straight = load_file(tmp / "run" / "model" / "model.safetensors")
+    again = load_file(resumed / "model" / "model.safetensors")
+    for name in straight:
+        torch.testing.assert_close(again[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    steps = [json.loads(line).get("step") for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps.count(4) >= 1 and steps.count(6) >= 1
+
+
+def test_export_loads_in_a_fresh_process_with_only_import_textdiff(trained):
+    tmp, _ = trained
+    model_dir = tmp / "run" / "model"
+    script = (
+        "import sys, textdiff\n"
+        "from transformers import AutoModel, AutoTokenizer\n"
+        "model = AutoModel.from_pretrained(sys.argv[1])\n"
+        "tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+        "assert type(model).__name__ == 'TextDiffusionModel', type(model)\n"
+        "a = model.generate(num_return_sequences=3, num_inference_steps=4, seed=0)\n"
+        "b = model.generate(num_return_sequences=3, num_inference_steps=4, seed=0)\n"
+        "assert (a == b).all()\n"
+        "print('\\n'.join(tokenizer.batch_decode(a, skip_special_tokens=True)))\n"
+    )
+    result = run([sys.executable, "-c", script, str(model_dir)])
+    assert len(result.stdout.strip().splitlines()) == 3
+
+
+def test_cli_generate(trained):
+    tmp, _ = trained
+    result = run([sys.executable, "-m", "textdiff.cli", "generate", "--model", str(tmp / "run" / "model"),
+                  "--num-samples", "2", "--steps", "3"])
+    assert len(result.stdout.strip().splitlines()) == 2
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, module_corpus):
+    config = tmp_path / "run.yaml"
+    config.write_text(TINY_RUN.format(corpus=module_corpus, output=tmp_path / "empty"))
+    result = subprocess.run([sys.executable, "-m", "textdiff.cli", "train", "--config", str(config), "--resume"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 2
+    assert "no checkpoint" in result.stderr
