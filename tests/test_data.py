@@ -49,7 +49,7 @@ def test_hub_id_offline_fails_fast_with_the_fix(monkeypatch):
 def test_padded_framing(tiny_corpus):
     corpus = load_corpus(str(tiny_corpus), "train")
     tokenizer = train_tokenizer(corpus["text"], "word", min_frequency=1)
-    framed = frame_sequences(corpus, tokenizer, 24)["input_ids"]
+    framed = frame_sequences(corpus, tokenizer, 24)[:]["input_ids"]
     assert framed.shape[1] == 24
     assert torch.all(framed[:, 0] == tokenizer.bos_token_id)
     assert torch.all((framed == tokenizer.eos_token_id).sum(1) == 1)  # over-long sentences were dropped
@@ -62,7 +62,7 @@ def test_padded_framing(tiny_corpus):
 def test_packed_framing_has_no_padding(tiny_corpus):
     corpus = load_corpus(str(tiny_corpus), "train")
     tokenizer = train_tokenizer(corpus["text"], "word", min_frequency=1)
-    framed = frame_sequences(corpus, tokenizer, 16, packing=True)["input_ids"]
+    framed = frame_sequences(corpus, tokenizer, 16, packing=True)[:]["input_ids"]
     assert framed.shape[1] == 16
     assert not torch.any(framed == tokenizer.pad_token_id)
     total = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 2 for t in corpus["text"])

@@ -61,7 +61,16 @@ def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.
     path = Path(source)
     if path.exists():
         data_file = _split_file(path, split) if path.is_dir() else path
-        dataset = datasets.load_dataset(_local_builder(data_file), data_files={split: str(data_file)}, split=split)
+        builder = _local_builder(data_file)
+        if data_file.stat().st_size == 0:
+            raise ValueError(f"{data_file} is empty; a corpus needs at least one sentence.")
+        try:
+            dataset = datasets.load_dataset(builder, data_files={split: str(data_file)}, split=split)
+        except Exception as error:  # datasets raises many types for unreadable files; name the file instead
+            raise ValueError(
+                f"Could not read {data_file} as {builder}: {type(error).__name__}: {error}. "
+                "Check that the file is UTF-8 text in that format."
+            ) from error
     elif source.startswith((".", "/")) or source.endswith(tuple(LOCAL_FORMATS)):
         raise ValueError(f"Data path {source!r} does not exist; point data.dataset at a local directory or file.")
     elif not _hub_reachable():

@@ -76,13 +76,13 @@ def main(argv: list[str] | None = None) -> Path:
     with rank_zero_first(dist):
         train_ids = frame_sequences(
             train_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
-        )["input_ids"]
+        )[:]["input_ids"]  # (N, L)
         eval_ids = None
         if run.data.eval_split and train_cfg.eval_every:
             eval_text = load_corpus(run.data.dataset, run.data.eval_split, run.data.text_column)
             eval_ids = frame_sequences(
                 eval_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
-            )["input_ids"]
+            )[:]["input_ids"]  # (N, L)
     global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
     order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
     logger.info("Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch)
