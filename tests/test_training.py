@@ -142,7 +142,8 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
         pytest.skip("the deepspeed launcher is not on PATH")
     config = tmp_path / "run.yaml"
     config.write_text(TINY_RUN.format(corpus=module_corpus, output=tmp_path / "run"))
-    before = set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"))
+    shm = Path("/dev/shm")
+    before = set(shm.glob("deepspeed_allreduce_buffer_*"))
     launch = [deepspeed, "--num_gpus", "2", "--master_port", "29531", "train/diffusion.py", "--config", str(config),
               "--deepspeed", "configs/deepspeed/zero2.json"]
     try:
@@ -153,8 +154,10 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
         shutil.rmtree(resumed / "checkpoints" / "step00000006")
         (resumed / "checkpoints" / "latest").write_text("step00000003")
         run([*launch, "--resume", "--set", f"training.output_dir={resumed}"])
+        left = set(shm.glob("deepspeed_allreduce_buffer_*")) - before
+        assert not left, f"the run left {sorted(p.name for p in left)} in /dev/shm"
     finally:
-        for leftover in set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")) - before:
+        for leftover in set(shm.glob("deepspeed_allreduce_buffer_*")) - before:
             leftover.unlink(missing_ok=True)
     # ZeRO-2 partitions the optimiser state: one shard per rank.
     assert len(list((tmp_path / "run" / "checkpoints" / "step00000006").glob("*optim_states.pt"))) == 2

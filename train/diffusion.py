@@ -28,7 +28,7 @@ from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
     MetricsLog,
-    barrier,
+    cleanup_distributed,
     build_deepspeed_config,
     load_or_train_tokenizer,
     rank_zero_first,
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> Path:
             samples = tokenizer.batch_decode(ids, skip_special_tokens=True)
             (output_dir / "samples.txt").write_text("\n".join(samples) + "\n", encoding="utf-8")
             logger.info("Samples (%d denoising steps):\n%s", train_cfg.sample_steps, "\n".join(f"  {s}" for s in samples))
-    barrier(dist)
+    cleanup_distributed(dist)
     return export_dir
 
 

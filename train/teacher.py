@@ -26,7 +26,7 @@ from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
     MetricsLog,
-    barrier,
+    cleanup_distributed,
     build_deepspeed_config,
     rank_zero_first,
     setup_distributed,
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> Path:
         exported.save_pretrained(export_dir)
         tokenizer.save_pretrained(export_dir)
         logger.info("Exported the AR teacher to %s.", export_dir)
-    barrier(dist)
+    cleanup_distributed(dist)
     return export_dir
 
 
