@@ -165,3 +165,24 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
     again = load_file(resumed / "model" / "model.safetensors")
     for name in straight:
         torch.testing.assert_close(again[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_train_teacher_and_eval_end_to_end(trained, module_corpus, tmp_path):
+    tmp, config = trained
+    model_dir = tmp / "run" / "model"
+    run([sys.executable, "-m", "textdiff.cli", "train-teacher", "--config", str(config), "--tokenizer",
+         str(model_dir), "--set", f"training.output_dir={tmp_path / 'teacher'}"])
+    teacher_dir = tmp_path / "teacher" / "model"
+    assert (teacher_dir / "model.safetensors").is_file()
+    report_path = tmp_path / "report.json"
+    result = run([sys.executable, "-m", "textdiff.cli", "eval", "--model", str(model_dir), "--teacher",
+                  str(teacher_dir), "--num-samples", "8", "--num-references", "16", "--steps", "4",
+                  "--nll-sentences", "8", "--nll-timesteps", "4", "--data", str(module_corpus),
+                  "--split", "validation", "--output", str(report_path)])
+    assert "| diffusion (4 steps) |" in result.stdout and "| human references (validation) |" in result.stdout
+    report = json.loads(report_path.read_text())
+    assert [row["num_texts"] for row in report["rows"]] == [8, 8, 8]
+    for row in report["rows"]:
+        assert row["teacher_perplexity"] > 1.0
+    assert report["likelihood_bound"]["nats_per_token"] > 0
+    assert report_path.with_suffix(".md").is_file()

@@ -2,6 +2,8 @@
 
     textdiff train --config configs/e2e-tiny.yaml [--deepspeed configs/deepspeed/zero2.json] [--resume]
     textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
+    textdiff train-teacher --config configs/e2e-tiny.yaml --tokenizer runs/e2e-tiny/model
+    textdiff eval --model runs/e2e-tiny/model --teacher runs/e2e-tiny-teacher/model --num-samples 200
 """
 
 from __future__ import annotations
@@ -42,6 +44,38 @@ def _train(rest: list[str]) -> int:
     return 0
 
 
+def _train_teacher(rest: list[str]) -> int:
+    from train.teacher import main as teacher_main
+
+    teacher_main(rest)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eval.harness import markdown_table, run_evaluation, write_report
+
+    report = run_evaluation(
+        args.model,
+        args.teacher,
+        baseline_dir=args.baseline,
+        num_samples=args.num_samples,
+        num_inference_steps=args.steps,
+        data=args.data,
+        num_references=args.num_references,
+        split=args.split,
+        nll_sentences=args.nll_sentences,
+        nll_timesteps=args.nll_timesteps,
+        seed=args.seed,
+    )
+    output = Path(args.output or Path(args.model) / "eval.json")
+    write_report(report, output)
+    print(markdown_table(report))
+    print(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textdiff", description="Text diffusion language models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a diffusion LM with DeepSpeed (flags: see `textdiff train --help`)",
         add_help=False,
     )
+    commands.add_parser(
+        "train-teacher",
+        help="train the autoregressive teacher / baseline (GPT-2 architecture) on the same data and vocabulary",
+        add_help=False,
+    )
+
+    ev = commands.add_parser("eval", help="teacher perplexity, NLL bound, diversity and overlap vs AR and humans")
+    ev.add_argument("--model", required=True, help="the diffusion model's directory")
+    ev.add_argument("--teacher", required=True, help="a causal LM directory with the same vocabulary")
+    ev.add_argument("--baseline", default=None, help="the AR baseline's directory (default: the teacher)")
+    ev.add_argument("--num-samples", type=int, default=200)
+    ev.add_argument("--steps", type=int, default=200, help="denoising steps of the diffusion samples")
+    ev.add_argument("--data", default="data/e2e", help="corpus with the held-out split")
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--num-references", type=int, default=300, help="references for BLEU / ROUGE-L (disjoint "
+                    "from the human sample)")
+    ev.add_argument("--nll-sentences", type=int, default=256, help="held-out sentences for the NLL figures")
+    ev.add_argument("--nll-timesteps", type=int, default=100, help="Monte-Carlo strata over t for the bound")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--output", default=None, help="JSON report path (default: MODEL/eval.json)")
 
     gen = commands.add_parser("generate", help="decode text from noise with a saved model")
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
@@ -68,10 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     try:
-        if argv and argv[0] == "train":  # the training script owns its flags
+        if argv and argv[0] == "train":  # the training scripts own their flags
             return _train(argv[1:])
+        if argv and argv[0] == "train-teacher":
+            return _train_teacher(argv[1:])
         args = parser.parse_args(argv)
-        return _generate(args)
+        return _eval(args) if args.command == "eval" else _generate(args)
     except ValueError as error:
         parser.exit(2, f"textdiff {argv[0]}: error: {error}\n")
 
