@@ -1,0 +1,82 @@
+"""Control targets in one format, read from Diffusion-LM's target files (datasets/control_target/ of its repo).
+
+Each line of those files is JSON: `target_pos.json` {"pos", "words_"}, `target_spans.json` {"words_", "spans"},
+`target_attribute.json` ["field", ":", value words...], `target_compose_pos_attr.json` {"pos", "words_",
+"attr"}. Word lists are framed by START / END and hold a newline token "\\n" before END; those are dropped here
+(with their tags), and span indices count words without START (inclusive ends), as in the reference code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FRAME_TOKENS = {"START", "END", "\n"}
+
+
+@dataclass
+class ControlTarget:
+    """What one generation is asked to satisfy; unused controls are None.
+
+    Attributes:
+        words: The reference sentence the target was taken from (tokenised), if any.
+        pos: UPOS tags, one per word of the sentence to generate.
+        spans: (start, end, label) constituents, word indices with inclusive ends.
+        attribute: (field, value), e.g. ("food", "Italian"): the value must appear in the text.
+        length: Number of words.
+    """
+
+    words: list[str] | None = None
+    pos: list[str] | None = None
+    spans: list[tuple[int, int, str]] | None = None
+    attribute: tuple[str, str] | None = None
+    length: int | None = None
+
+
+def _attribute(tokens: list[str]) -> tuple[str, str]:
+    """[field words..., ":", value words...] -> (field, value); fields may be several words ("customer rating")."""
+    if ":" not in tokens or tokens.index(":") == 0 or tokens.index(":") == len(tokens) - 1:
+        raise ValueError(f"An attribute target must look like [field..., ':', value...], got {tokens!r}.")
+    split = tokens.index(":")
+    return " ".join(tokens[:split]), " ".join(tokens[split + 1 :])
+
+
+def parse_target(record: dict | list) -> ControlTarget:
+    """One line of a Diffusion-LM target file as a `ControlTarget`."""
+    if isinstance(record, list):
+        return ControlTarget(attribute=_attribute(record))
+    target = ControlTarget()
+    words = record.get("words_")
+    if words is not None:
+        kept = [i for i, word in enumerate(words) if word not in FRAME_TOKENS]
+        target.words = [words[i] for i in kept]
+        target.length = len(target.words)
+        if "pos" in record:
+            if len(record["pos"]) != len(words):
+                raise ValueError(f"A POS target has {len(record['pos'])} tags for {len(words)} words.")
+            target.pos = [record["pos"][i] for i in kept]
+    elif "pos" in record:
+        target.pos = [tag for tag in record["pos"] if tag not in FRAME_TOKENS]
+        target.length = len(target.pos)
+    if "spans" in record:
+        target.spans = [(int(a), int(b), str(label)) for a, b, label in record["spans"]]
+    if "attr" in record:
+        target.attribute = _attribute(record["attr"])
+    return target
+
+
+def read_control_targets(path: str | Path) -> list[ControlTarget]:
+    """All targets of a Diffusion-LM target file (JSON lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Control target file {path} does not exist.")
+    targets = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            targets.append(parse_target(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, KeyError, ValueError) as error:
+            raise ValueError(f"{path}, line {number}: not a Diffusion-LM control target ({error}).") from None
+    return targets

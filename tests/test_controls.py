@@ -1,0 +1,82 @@
+"""Control targets and control-accuracy metrics on cases with known answers, and the POS oracle."""
+
+from pathlib import Path
+
+import pytest
+
+from eval.controls import ControlTarget, parse_target, read_control_targets
+from eval.harness import load_metric
+from eval.oracles import UPOS_TO_UNIVERSAL, PosOracle, pos_oracle_accuracy
+
+TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
+
+
+@pytest.mark.parametrize(
+    "name, count, field",
+    [("target_pos.json", 200, "pos"), ("target_spans.json", 200, "spans"),
+     ("target_attribute.json", 79, "attribute"), ("target_compose_pos_attr.json", 200, "attribute")],
+)
+def test_every_diffusion_lm_target_file_reads_as_one_format(name, count, field):
+    targets = read_control_targets(TARGETS / name)
+    assert len(targets) == count
+    assert all(isinstance(t, ControlTarget) and getattr(t, field) is not None for t in targets)
+    for target in targets:
+        if target.words is not None:
+            assert not {"START", "END", "\n"} & set(target.words)
+        if target.pos is not None and target.words is not None:
+            assert len(target.pos) == len(target.words) == target.length
+
+
+def test_target_parsing_details():
+    pos = parse_target({"pos": ["START", "DET", "NOUN", "PUNCT", "PROPN", "END"], "words_": ["START", "The", "pub", ".", "\n", "END"]})
+    assert pos.words == ["The", "pub", "."] and pos.pos == ["DET", "NOUN", "PUNCT"] and pos.length == 3
+    assert parse_target(["name", ":", "The", "Vaults"]).attribute == ("name", "The Vaults")
+    spans = read_control_targets(TARGETS / "target_spans.json")[0]
+    start, end, label = spans.spans[0]
+    assert (label, spans.words[start : end + 1]) == ("PP", ["from", "Café", "Sicilia"])
+    assert parse_target(["customer", "rating", ":", "5", "out", "of", "5"]).attribute == ("customer rating", "5 out of 5")
+    with pytest.raises(ValueError, match="field..., ':', value"):
+        parse_target(["name", "The", "Vaults"])
+
+
+def test_bad_target_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"pos": ["START", "DET"], "words_": ["START"]}\n')
+    with pytest.raises(ValueError, match="line 1: not a Diffusion-LM control target"):
+        read_control_targets(path)
+
+
+def test_perfect_controls_score_one_and_misses_score_zero():
+    oracle = PosOracle()
+    text = "The Vaults is a cheap pub near Café Adriatic ."
+    assert load_metric("control_pos").compute(predictions=[text], references=[oracle.tag(text.split())])[
+        "pos_accuracy"] == 1.0
+    assert load_metric("control_pos").compute(predictions=["."], references=[["NOUN"]])["pos_accuracy"] == 0.0
+    assert load_metric("control_length").compute(predictions=[text, "a b"], references=[10, 3])[
+        "length_accuracy"] == 0.5
+    semantic = load_metric("control_semantic")
+    assert semantic.compute(predictions=[text], references=["Café Adriatic"])["semantic_accuracy"] == 1.0
+    assert semantic.compute(predictions=[text], references=["Café Brazil"])["semantic_accuracy"] == 0.0
+    assert semantic.compute(predictions=["The Vaultsy pub"], references=["The Vaults"])["semantic_accuracy"] == 0.0
+
+
+def test_pos_oracle_on_the_targets_own_sentences_mostly_agrees():
+    targets = read_control_targets(TARGETS / "target_pos.json")
+    score = load_metric("control_pos").compute(predictions=[" ".join(t.words) for t in targets],
+                                               references=[t.pos for t in targets])["pos_accuracy"]
+    assert 0.8 < score < 1.0
+
+
+def test_upos_mapping_covers_all_17_tags():
+    assert len(UPOS_TO_UNIVERSAL) == 17
+    assert set(UPOS_TO_UNIVERSAL.values()) == {"ADJ", "ADP", "ADV", "CONJ", "DET", "NOUN", "NUM", "PRON", "PRT",
+                                               "VERB", ".", "X"}
+
+
+def test_pos_oracle_accuracy_on_a_conllu_file(tmp_path):
+    conllu = tmp_path / "tiny.conllu"
+    conllu.write_text(
+        "# text = The cat sat .\n1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tcat\tcat\tNOUN\tNN\t_\t3\tnsubj\t_\t_\n"
+        "3\tsat\tsit\tVERB\tVBD\t_\t0\troot\t_\t_\n4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_\n\n"
+    )
+    assert pos_oracle_accuracy(conllu) == {"accuracy": 1.0, "tokens": 4}
