@@ -44,6 +44,10 @@ class PosOracle:
             line.split("\t") for line in (data_dir / "en-ptb.map").read_text().splitlines() if line.strip()
         )
 
+    def ptb_tags(self, words: list[str]) -> list[str]:
+        """Penn Treebank tags of a tokenised sentence."""
+        return [ptb for _, ptb in self.tagger.tag(words)] if words else []
+
     def tag(self, words: list[str]) -> list[str]:
         """Universal tags of a tokenised sentence (unknown PTB tags map to X)."""
         if not words:

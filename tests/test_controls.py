@@ -1,5 +1,6 @@
 """Control targets and control-accuracy metrics on cases with known answers, and the POS oracle."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,39 @@ def test_pos_oracle_accuracy_on_a_conllu_file(tmp_path):
         "3\tsat\tsit\tVERB\tVBD\t_\t0\troot\t_\t_\n4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_\n\n"
     )
     assert pos_oracle_accuracy(conllu) == {"accuracy": 1.0, "tokens": 4}
+
+
+def test_tree_spans_normalise_function_tags_and_unary_chains():
+    from eval.span_parser import tree_spans
+
+    words, tags, spans = tree_spans("(ROOT (S (NP-SBJ (DT The) (NN pub)) (VP (VBZ is) (SBAR (S (ADJP (JJ open))))) (. .)))")
+    assert words == ["The", "pub", "is", "open", "."] and tags == ["DT", "NN", "VBZ", "JJ", "."]
+    assert spans == {(0, 5, "S"), (0, 2, "NP"), (2, 4, "VP"), (3, 4, "SBAR")}  # SBAR→S→ADJP keeps SBAR
+
+
+def test_cky_prefers_the_most_confident_consistent_constituents():
+    import torch
+
+    from eval.span_parser import cky
+
+    scores = torch.full((4, 4, 3), -6.0)
+    scores[..., 0] = -0.001  # ∅ likely everywhere ...
+    scores[0, 2] = torch.tensor([-4.0, -0.02, -6.0])  # ... except a label-1 constituent over words 0-1
+    scores[1, 3] = torch.tensor([-3.0, -0.1, -6.0])  # a weaker, crossing one over words 1-2
+    scores[0, 3] = torch.tensor([-5.0, -6.0, -0.01])  # the sentence, label 2
+    assert cky(scores) == {(0, 2, 1), (0, 3, 2)}
+
+
+def test_span_oracle_and_span_control_metric():
+    from eval.span_parser import SPAN_DATA, SpanOracle
+
+    oracle = SpanOracle()
+    words = "The Eagle is a cheap pub near the river .".split()
+    parse = oracle.parse(words)
+    assert (0, 9, "S") in parse and all(0 <= i <= j < len(words) for i, j, _ in parse)
+    metric = load_metric("control_spans")
+    references = [[{"start": i, "end": j, "label": label} for i, j, label in sorted(parse)]]
+    assert metric.compute(predictions=[" ".join(words)], references=references)["span_accuracy"] == 1.0
+    miss = [[{"start": 0, "end": 1, "label": "ADVP"}]]
+    assert metric.compute(predictions=[" ".join(words)], references=miss)["span_accuracy"] == 0.0
+    assert json.loads((SPAN_DATA / "heldout.json").read_text())["labelled_span_f1"] > 0.7

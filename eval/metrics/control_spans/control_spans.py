@@ -1,0 +1,43 @@
+"""Syntax-span control success (Diffusion-LM, §7.1): the share of target spans (start, end, label) found in the
+oracle parse of the generated text. The oracle is textdiff's span parser trained on GUM (eval/span_parser.py,
+held-out labelled span F1 in data/span_oracle/heldout.json)."""
+
+import datasets
+import evaluate
+
+_KWARGS = """
+Args:
+    predictions: list of generated texts (whitespace-tokenised).
+    references: list of target span lists, each span [start, end, label] with word indices and an inclusive end.
+Returns:
+    {"span_accuracy": found target spans / all target spans}
+"""
+
+
+class ControlSpans(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="Share of target constituent spans present in the oracle parse of the generated text.",
+            citation="Li et al. (2022). Diffusion-LM Improves Controllable Text Generation. NeurIPS.",
+            inputs_description=_KWARGS,
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.List(
+                        {"start": datasets.Value("int32"), "end": datasets.Value("int32"), "label": datasets.Value("string")}
+                    ),
+                }
+            ),
+        )
+
+    def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
+        from eval.span_parser import SpanOracle
+
+        oracle = SpanOracle()
+        found = total = 0
+        for text, spans in zip(predictions, references):
+            parse = oracle.parse(text.split())
+            for span in spans:
+                total += 1
+                found += (span["start"], span["end"], span["label"]) in parse
+        return {"span_accuracy": found / total if total else 0.0}
