@@ -1,6 +1,6 @@
 """Draw the loss curve of a training run's metrics.jsonl as a self-contained SVG (no plotting library needed).
 
-    python docs/plot_loss.py runs/e2e-tiny/metrics.jsonl docs/e2e-tiny-loss.svg --title "e2e-tiny"
+python docs/plot_loss.py runs/e2e-tiny/metrics.jsonl docs/e2e-tiny-loss.svg --title "e2e-tiny"
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
             steps, values = zip(*points)
             curves[name] = list(zip(steps, smooth(list(values), 1 if name == "eval_loss" else args.smooth)))
     max_step = max(step for curve in curves.values() for step, _ in curve)
-    top = max(value for curve in curves.values() for _, value in curve[min(len(curve) - 1, 2):])
+    top = max(value for curve in curves.values() for _, value in curve[min(len(curve) - 1, 2) :])
     x = lambda s: PAD + (WIDTH - 2 * PAD) * s / max_step  # noqa: E731
     y = lambda v: HEIGHT - PAD - (HEIGHT - 2 * PAD) * min(v, top) / top  # noqa: E731
 
@@ -58,8 +58,9 @@ def main() -> None:
     for row, (name, curve) in enumerate(curves.items()):
         path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in curve)
         parts.append(f'<polyline fill="none" stroke="{SERIES[name]}" stroke-width="1.5" points="{path}"/>')
-        parts.append(f'<text x="{WIDTH - PAD - 4}" y="{PAD + 14 * row}" text-anchor="end" '
-                     f'fill="{SERIES[name]}">{name}</text>')
+        parts.append(
+            f'<text x="{WIDTH - PAD - 4}" y="{PAD + 14 * row}" text-anchor="end" fill="{SERIES[name]}">{name}</text>'
+        )
     parts.append("</svg>")
     Path(args.output).write_text("\n".join(parts) + "\n")
 

@@ -53,7 +53,11 @@ def teacher_score(
 
 @torch.no_grad()
 def score_framed(
-    framed: list[list[int]], teacher: PreTrainedModel, pad_token_id: int, *, batch_size: int = 64,
+    framed: list[list[int]],
+    teacher: PreTrainedModel,
+    pad_token_id: int,
+    *,
+    batch_size: int = 64,
     progress: bool = False,
 ) -> TeacherScore:
     """Token-weighted perplexity of already framed id lists ([START] … [END]) under `teacher`."""

@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 logger = logging.getLogger("textdiff.eval")
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
@@ -60,8 +58,14 @@ def diversity_and_overlap(texts: list[str], references: list[str], seed: int = 0
     shared = [references] * len(texts)
     bleu = load_metric("bleu").compute(predictions=texts, references=shared)["bleu"]
     rouge = load_metric("rouge_l").compute(predictions=texts, references=shared)["rouge_l"]
-    return {"dist_1": distinct["dist-1"], "dist_2": distinct["dist-2"], "dist_3": distinct["dist-3"],
-            "self_bleu": self_bleu, "bleu": bleu, "rouge_l": rouge}
+    return {
+        "dist_1": distinct["dist-1"],
+        "dist_2": distinct["dist-2"],
+        "dist_3": distinct["dist-3"],
+        "self_bleu": self_bleu,
+        "bleu": bleu,
+        "rouge_l": rouge,
+    }
 
 
 def run_evaluation(
@@ -123,48 +127,72 @@ def run_evaluation(
     held_out = corpus.select(range(min(nll_sentences, len(corpus))))
     framed = frame_sequences(held_out, tokenizer, model.config.max_position_embeddings, text_column=text_column)
     framed_ids = framed[:]["input_ids"]
-    bound = likelihood_bound(model, framed_ids, pad_token_id=tokenizer.pad_token_id,
-                             bos_token_id=tokenizer.bos_token_id, num_timesteps=nll_timesteps, seed=seed)
-    ar_nll = score_framed([row[row != tokenizer.pad_token_id].tolist() for row in framed_ids], baseline,
-                          tokenizer.pad_token_id)
+    bound = likelihood_bound(
+        model,
+        framed_ids,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        num_timesteps=nll_timesteps,
+        seed=seed,
+    )
+    ar_nll = score_framed(
+        [row[row != tokenizer.pad_token_id].tolist() for row in framed_ids], baseline, tokenizer.pad_token_id
+    )
 
     # 3. The table.
     reports = []
     for source, texts, nll, stderr, seconds in [
-        (f"diffusion ({num_inference_steps} steps)", diffusion_texts, bound.nats_per_token, bound.stderr, diffusion_seconds),
+        (
+            f"diffusion ({num_inference_steps} steps)",
+            diffusion_texts,
+            bound.nats_per_token,
+            bound.stderr,
+            diffusion_seconds,
+        ),
         ("autoregressive baseline", ar_texts, ar_nll.nats_per_token, None, ar_seconds),
         (f"human references ({split})", human, None, None, None),
     ]:
         scores = diversity_and_overlap(texts, references)
-        reports.append(TextReport(
-            source=source,
-            num_texts=len(texts),
-            teacher_perplexity=teacher_score(texts, teacher, tokenizer).perplexity,
-            mean_length=sum(len(t.split()) for t in texts) / len(texts),
-            nll_nats_per_token=nll,
-            nll_stderr=stderr,
-            seconds=seconds,
-            examples=texts[:5],
-            **scores,
-        ))
+        reports.append(
+            TextReport(
+                source=source,
+                num_texts=len(texts),
+                teacher_perplexity=teacher_score(texts, teacher, tokenizer).perplexity,
+                mean_length=sum(len(t.split()) for t in texts) / len(texts),
+                nll_nats_per_token=nll,
+                nll_stderr=stderr,
+                seconds=seconds,
+                examples=texts[:5],
+                **scores,
+            )
+        )
     return {
         "model": model_dir,
         "teacher": teacher_dir,
         "baseline": baseline_dir or teacher_dir,
         "data": {"source": data, "split": split, "references": len(references), "nll_sentences": bound.num_sentences},
         "likelihood_bound": asdict(bound),
-        "settings": {"num_samples": num_samples, "num_inference_steps": num_inference_steps, "seed": seed,
-                     "nll_timesteps": nll_timesteps},
-        "parameters": {"diffusion": model.num_parameters(), "baseline": baseline.num_parameters(),
-                       "teacher": teacher.num_parameters()},
+        "settings": {
+            "num_samples": num_samples,
+            "num_inference_steps": num_inference_steps,
+            "seed": seed,
+            "nll_timesteps": nll_timesteps,
+        },
+        "parameters": {
+            "diffusion": model.num_parameters(),
+            "baseline": baseline.num_parameters(),
+            "teacher": teacher.num_parameters(),
+        },
         "rows": [asdict(r) for r in reports],
     }
 
 
 def markdown_table(report: dict[str, Any]) -> str:
     """The report's rows as a markdown table."""
-    header = ("| text | teacher PPL ↓ | held-out NLL (nats/token) | dist-1 | dist-2 | dist-3 | self-BLEU ↓ | BLEU | "
-              "ROUGE-L | mean words |")
+    header = (
+        "| text | teacher PPL ↓ | held-out NLL (nats/token) | dist-1 | dist-2 | dist-3 | self-BLEU ↓ | BLEU | "
+        "ROUGE-L | mean words |"
+    )
     lines = [header, "|" + "---|" * 10]
     for row in report["rows"]:
         nll = "—"

@@ -148,7 +148,9 @@ def likelihood_bound(
 
     if decoder_steps is None:
         T = model.config.num_diffusion_steps
-        decoder_steps = tuple(sorted({round(T * f) for f in (0, 1 / 80, 1 / 40, 1 / 20, 1 / 10, 3 / 20, 1 / 5, 3 / 10, 2 / 5)}))
+        decoder_steps = tuple(
+            sorted({round(T * f) for f in (0, 1 / 80, 1 / 40, 1 / 20, 1 / 10, 3 / 20, 1 / 5, 3 / 10, 2 / 5)})
+        )
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     per_sentence: dict[int, dict[str, list[torch.Tensor]]] = {
@@ -157,8 +159,9 @@ def likelihood_bound(
     device = model.word_embeddings.weight.device
     for batch in tqdm(input_ids.split(batch_size), desc="NLL bound", disable=not progress):
         batch = batch.to(device)
-        parts = sequence_bound(model, batch, num_timesteps=num_timesteps, decoder_steps=decoder_steps,
-                               generator=generator)
+        parts = sequence_bound(
+            model, batch, num_timesteps=num_timesteps, decoder_steps=decoder_steps, generator=generator
+        )
         tokens = ((batch != pad_token_id) & (batch != bos_token_id)).sum(1).clamp(min=1).float().cpu()
         for k, terms in parts.items():  # per real token: words + [END]
             for name, value in terms.items():

@@ -87,7 +87,11 @@ class Vocab:
     def encode(self, words: list[str], tags: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         word_index = {w: i for i, w in enumerate(self.words)}
         tag_index = {t: i for i, t in enumerate(self.tags)}
-        w = [word_index[BOUNDARY]] + [word_index.get(x.lower(), word_index[UNK]) for x in words] + [word_index[BOUNDARY]]
+        w = (
+            [word_index[BOUNDARY]]
+            + [word_index.get(x.lower(), word_index[UNK]) for x in words]
+            + [word_index[BOUNDARY]]
+        )
         t = [tag_index[BOUNDARY]] + [tag_index.get(x, tag_index[UNK]) for x in tags] + [tag_index[BOUNDARY]]
         return torch.tensor(w), torch.tensor(t)
 
@@ -217,7 +221,9 @@ def train(gum: Path, output: Path, epochs: int = 4, seed: int = 0, max_words: in
         model.train()
         rng.shuffle(splits["train"])
         for words, tags, spans in tqdm(splits["train"], desc=f"span parser epoch {epoch + 1}/{epochs}"):
-            word_ids, tag_ids = vocab.encode([w if counts[w.lower()] > 1 or rng.random() > 0.5 else UNK for w in words], tags)
+            word_ids, tag_ids = vocab.encode(
+                [w if counts[w.lower()] > 1 or rng.random() > 0.5 else UNK for w in words], tags
+            )
             logits = model(word_ids, tag_ids)  # (n+1, n+1, labels)
             n = len(words)
             target = torch.zeros(n + 1, n + 1, dtype=torch.long)
@@ -231,13 +237,19 @@ def train(gum: Path, output: Path, epochs: int = 4, seed: int = 0, max_words: in
     model.eval()
     output.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), output / "model.safetensors")
-    (output / "vocab.json").write_text(json.dumps({"words": vocab.words, "tags": vocab.tags, "labels": vocab.labels,
-                                                   "sizes": sizes}, ensure_ascii=False))
+    (output / "vocab.json").write_text(
+        json.dumps(
+            {"words": vocab.words, "tags": vocab.tags, "labels": vocab.labels, "sizes": sizes}, ensure_ascii=False
+        )
+    )
     oracle = SpanOracle(output)
     gold = [{(i, j - 1, label) for i, j, label in spans} for _, _, spans in splits["test"]]
     predicted = [oracle.parse(words) for words, _, _ in tqdm(splits["test"], desc="held-out parse")]
-    report = {"labelled_span_f1": labelled_f1(gold, predicted), "test_trees": len(gold),
-              "train_trees": len(splits["train"])}
+    report = {
+        "labelled_span_f1": labelled_f1(gold, predicted),
+        "test_trees": len(gold),
+        "train_trees": len(splits["train"]),
+    }
     (output / "heldout.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 

@@ -14,8 +14,12 @@ TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
 
 @pytest.mark.parametrize(
     "name, count, field",
-    [("target_pos.json", 200, "pos"), ("target_spans.json", 200, "spans"),
-     ("target_attribute.json", 79, "attribute"), ("target_compose_pos_attr.json", 200, "attribute")],
+    [
+        ("target_pos.json", 200, "pos"),
+        ("target_spans.json", 200, "spans"),
+        ("target_attribute.json", 79, "attribute"),
+        ("target_compose_pos_attr.json", 200, "attribute"),
+    ],
 )
 def test_every_diffusion_lm_target_file_reads_as_one_format(name, count, field):
     targets = read_control_targets(TARGETS / name)
@@ -29,13 +33,18 @@ def test_every_diffusion_lm_target_file_reads_as_one_format(name, count, field):
 
 
 def test_target_parsing_details():
-    pos = parse_target({"pos": ["START", "DET", "NOUN", "PUNCT", "PROPN", "END"], "words_": ["START", "The", "pub", ".", "\n", "END"]})
+    pos = parse_target(
+        {"pos": ["START", "DET", "NOUN", "PUNCT", "PROPN", "END"], "words_": ["START", "The", "pub", ".", "\n", "END"]}
+    )
     assert pos.words == ["The", "pub", "."] and pos.pos == ["DET", "NOUN", "PUNCT"] and pos.length == 3
     assert parse_target(["name", ":", "The", "Vaults"]).attribute == ("name", "The Vaults")
     spans = read_control_targets(TARGETS / "target_spans.json")[0]
     start, end, label = spans.spans[0]
     assert (label, spans.words[start : end + 1]) == ("PP", ["from", "Café", "Sicilia"])
-    assert parse_target(["customer", "rating", ":", "5", "out", "of", "5"]).attribute == ("customer rating", "5 out of 5")
+    assert parse_target(["customer", "rating", ":", "5", "out", "of", "5"]).attribute == (
+        "customer rating",
+        "5 out of 5",
+    )
     with pytest.raises(ValueError, match="field..., ':', value"):
         parse_target(["name", "The", "Vaults"])
 
@@ -50,11 +59,14 @@ def test_bad_target_file_is_a_clear_error(tmp_path):
 def test_perfect_controls_score_one_and_misses_score_zero():
     oracle = PosOracle()
     text = "The Vaults is a cheap pub near Café Adriatic ."
-    assert load_metric("control_pos").compute(predictions=[text], references=[oracle.tag(text.split())])[
-        "pos_accuracy"] == 1.0
+    assert (
+        load_metric("control_pos").compute(predictions=[text], references=[oracle.tag(text.split())])["pos_accuracy"]
+        == 1.0
+    )
     assert load_metric("control_pos").compute(predictions=["."], references=[["NOUN"]])["pos_accuracy"] == 0.0
-    assert load_metric("control_length").compute(predictions=[text, "a b"], references=[10, 3])[
-        "length_accuracy"] == 0.5
+    assert (
+        load_metric("control_length").compute(predictions=[text, "a b"], references=[10, 3])["length_accuracy"] == 0.5
+    )
     semantic = load_metric("control_semantic")
     assert semantic.compute(predictions=[text], references=["Café Adriatic"])["semantic_accuracy"] == 1.0
     assert semantic.compute(predictions=[text], references=["Café Brazil"])["semantic_accuracy"] == 0.0
@@ -63,15 +75,28 @@ def test_perfect_controls_score_one_and_misses_score_zero():
 
 def test_pos_oracle_on_the_targets_own_sentences_mostly_agrees():
     targets = read_control_targets(TARGETS / "target_pos.json")
-    score = load_metric("control_pos").compute(predictions=[" ".join(t.words) for t in targets],
-                                               references=[t.pos for t in targets])["pos_accuracy"]
+    score = load_metric("control_pos").compute(
+        predictions=[" ".join(t.words) for t in targets], references=[t.pos for t in targets]
+    )["pos_accuracy"]
     assert 0.8 < score < 1.0
 
 
 def test_upos_mapping_covers_all_17_tags():
     assert len(UPOS_TO_UNIVERSAL) == 17
-    assert set(UPOS_TO_UNIVERSAL.values()) == {"ADJ", "ADP", "ADV", "CONJ", "DET", "NOUN", "NUM", "PRON", "PRT",
-                                               "VERB", ".", "X"}
+    assert set(UPOS_TO_UNIVERSAL.values()) == {
+        "ADJ",
+        "ADP",
+        "ADV",
+        "CONJ",
+        "DET",
+        "NOUN",
+        "NUM",
+        "PRON",
+        "PRT",
+        "VERB",
+        ".",
+        "X",
+    }
 
 
 def test_pos_oracle_accuracy_on_a_conllu_file(tmp_path):
@@ -86,7 +111,9 @@ def test_pos_oracle_accuracy_on_a_conllu_file(tmp_path):
 def test_tree_spans_normalise_function_tags_and_unary_chains():
     from eval.span_parser import tree_spans
 
-    words, tags, spans = tree_spans("(ROOT (S (NP-SBJ (DT The) (NN pub)) (VP (VBZ is) (SBAR (S (ADJP (JJ open))))) (. .)))")
+    words, tags, spans = tree_spans(
+        "(ROOT (S (NP-SBJ (DT The) (NN pub)) (VP (VBZ is) (SBAR (S (ADJP (JJ open))))) (. .)))"
+    )
     assert words == ["The", "pub", "is", "open", "."] and tags == ["DT", "NN", "VBZ", "JJ", "."]
     assert spans == {(0, 5, "S"), (0, 2, "NP"), (2, 4, "VP"), (3, 4, "SBAR")}  # SBAR→S→ADJP keeps SBAR
 

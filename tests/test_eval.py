@@ -51,8 +51,18 @@ def small_data():
 def test_shuffled_text_has_higher_teacher_perplexity(small_data):
     texts, tokenizer = small_data
     torch.manual_seed(0)
-    teacher = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=48, n_embd=64, n_layer=2, n_head=2,
-                                         bos_token_id=1, eos_token_id=2, pad_token_id=0))
+    teacher = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=48,
+            n_embd=64,
+            n_layer=2,
+            n_head=2,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
+    )
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=3e-3)
     from eval.fluency import frame
 
@@ -79,10 +89,17 @@ def test_likelihood_bound_is_finite_and_lower_on_corpus_text_than_random_tokens(
 
     ids = frame_sequences(Dataset.from_dict({"text": texts}), tokenizer, 24)[:]["input_ids"]
     torch.manual_seed(0)
-    config = textdiff.TextDiffusionConfig(vocab_size=len(tokenizer), embedding_dim=16, hidden_size=64,
-                                          num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=24,
-                                          num_diffusion_steps=200, hidden_dropout_prob=0.0,
-                                          attention_dropout_prob=0.0)
+    config = textdiff.TextDiffusionConfig(
+        vocab_size=len(tokenizer),
+        embedding_dim=16,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=24,
+        num_diffusion_steps=200,
+        hidden_dropout_prob=0.0,
+        attention_dropout_prob=0.0,
+    )
     model = textdiff.TextDiffusionModel(config)
     objective = textdiff.DiffusionLMLoss(textdiff.NoiseSchedule.from_name("sqrt", 200))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)

@@ -20,8 +20,9 @@ def test_generator_and_seed_agree(tiny_model):
 
 
 def test_history_has_one_entry_per_step(tiny_model):
-    out = tiny_model.generate(num_return_sequences=2, max_length=7, num_inference_steps=5, seed=0,
-                              return_dict_in_generate=True)
+    out = tiny_model.generate(
+        num_return_sequences=2, max_length=7, num_inference_steps=5, seed=0, return_dict_in_generate=True
+    )
     assert isinstance(out, GenerationOutput)
     assert out.sequences.shape == (2, 7)
     assert out.history.shape == (5, 2, 7)

@@ -1,8 +1,8 @@
 import torch
 
 import textdiff
-from textdiff import DiffusionLMLoss, NoiseSchedule
 from tests.conftest import tiny_config
+from textdiff import DiffusionLMLoss, NoiseSchedule
 
 
 def test_loss_terms_are_finite_and_sum():

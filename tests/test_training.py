@@ -90,8 +90,17 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(trained):
     shutil.rmtree(resumed / "model")
     shutil.rmtree(resumed / "checkpoints" / "step00000006")
     (resumed / "checkpoints" / "latest").write_text("step00000003")
-    run([sys.executable, "train/diffusion.py", "--config", str(config), "--resume",
-         "--set", f"training.output_dir={resumed}"])
+    run(
+        [
+            sys.executable,
+            "train/diffusion.py",
+            "--config",
+            str(config),
+            "--resume",
+            "--set",
+            f"training.output_dir={resumed}",
+        ]
+    )
     straight = load_file(tmp / "run" / "model" / "model.safetensors")
     again = load_file(resumed / "model" / "model.safetensors")
     for name in straight:
@@ -120,17 +129,34 @@ def test_export_loads_in_a_fresh_process_with_only_import_textdiff(trained):
 
 def test_cli_generate(trained):
     tmp, _ = trained
-    result = run([sys.executable, "-m", "textdiff.cli", "generate", "--model", str(tmp / "run" / "model"),
-                  "--num-samples", "2", "--steps", "3"])
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "textdiff.cli",
+            "generate",
+            "--model",
+            str(tmp / "run" / "model"),
+            "--num-samples",
+            "2",
+            "--steps",
+            "3",
+        ]
+    )
     assert len(result.stdout.strip().splitlines()) == 2
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, module_corpus):
     config = tmp_path / "run.yaml"
     config.write_text(TINY_RUN.format(corpus=module_corpus, output=tmp_path / "empty"))
-    result = subprocess.run([sys.executable, "-m", "textdiff.cli", "train", "--config", str(config), "--resume"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    result = subprocess.run(
+        [sys.executable, "-m", "textdiff.cli", "train", "--config", str(config), "--resume"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert result.returncode == 2
     assert "no checkpoint" in result.stderr
 
@@ -144,8 +170,18 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
     config.write_text(TINY_RUN.format(corpus=module_corpus, output=tmp_path / "run"))
     shm = Path("/dev/shm")
     before = set(shm.glob("deepspeed_allreduce_buffer_*"))
-    launch = [deepspeed, "--num_gpus", "2", "--master_port", "29531", "train/diffusion.py", "--config", str(config),
-              "--deepspeed", "configs/deepspeed/zero2.json"]
+    launch = [
+        deepspeed,
+        "--num_gpus",
+        "2",
+        "--master_port",
+        "29531",
+        "train/diffusion.py",
+        "--config",
+        str(config),
+        "--deepspeed",
+        "configs/deepspeed/zero2.json",
+    ]
     try:
         run(launch)
         resumed = tmp_path / "resumed"
@@ -170,15 +206,51 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
 def test_train_teacher_and_eval_end_to_end(trained, module_corpus, tmp_path):
     tmp, config = trained
     model_dir = tmp / "run" / "model"
-    run([sys.executable, "-m", "textdiff.cli", "train-teacher", "--config", str(config), "--tokenizer",
-         str(model_dir), "--set", f"training.output_dir={tmp_path / 'teacher'}"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "textdiff.cli",
+            "train-teacher",
+            "--config",
+            str(config),
+            "--tokenizer",
+            str(model_dir),
+            "--set",
+            f"training.output_dir={tmp_path / 'teacher'}",
+        ]
+    )
     teacher_dir = tmp_path / "teacher" / "model"
     assert (teacher_dir / "model.safetensors").is_file()
     report_path = tmp_path / "report.json"
-    result = run([sys.executable, "-m", "textdiff.cli", "eval", "--model", str(model_dir), "--teacher",
-                  str(teacher_dir), "--num-samples", "8", "--num-references", "16", "--steps", "4",
-                  "--nll-sentences", "8", "--nll-timesteps", "4", "--data", str(module_corpus),
-                  "--split", "validation", "--output", str(report_path)])
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "textdiff.cli",
+            "eval",
+            "--model",
+            str(model_dir),
+            "--teacher",
+            str(teacher_dir),
+            "--num-samples",
+            "8",
+            "--num-references",
+            "16",
+            "--steps",
+            "4",
+            "--nll-sentences",
+            "8",
+            "--nll-timesteps",
+            "4",
+            "--data",
+            str(module_corpus),
+            "--split",
+            "validation",
+            "--output",
+            str(report_path),
+        ]
+    )
     assert "| diffusion (4 steps) |" in result.stdout and "| human references (validation) |" in result.stdout
     report = json.loads(report_path.read_text())
     assert [row["num_texts"] for row in report["rows"]] == [8, 8, 8]

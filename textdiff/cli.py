@@ -1,9 +1,9 @@
 """The `textdiff` command. Thin: each subcommand parses its flags and calls the library, or (lazily) `train/`.
 
-    textdiff train --config configs/e2e-tiny.yaml [--deepspeed configs/deepspeed/zero2.json] [--resume]
-    textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
-    textdiff train-teacher --config configs/e2e-tiny.yaml --tokenizer runs/e2e-tiny/model
-    textdiff eval --model runs/e2e-tiny/model --teacher runs/e2e-tiny-teacher/model --num-samples 200
+textdiff train --config configs/e2e-tiny.yaml [--deepspeed configs/deepspeed/zero2.json] [--resume]
+textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
+textdiff train-teacher --config configs/e2e-tiny.yaml --tokenizer runs/e2e-tiny/model
+textdiff eval --model runs/e2e-tiny/model --teacher runs/e2e-tiny-teacher/model --num-samples 200
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=200, help="denoising steps of the diffusion samples")
     ev.add_argument("--data", default="data/e2e", help="corpus with the held-out split")
     ev.add_argument("--split", default="test")
-    ev.add_argument("--num-references", type=int, default=300, help="references for BLEU / ROUGE-L (disjoint "
-                    "from the human sample)")
+    ev.add_argument(
+        "--num-references", type=int, default=300, help="references for BLEU / ROUGE-L (disjoint from the human sample)"
+    )
     ev.add_argument("--nll-sentences", type=int, default=256, help="held-out sentences for the NLL figures")
     ev.add_argument("--nll-timesteps", type=int, default=100, help="Monte-Carlo strata over t for the bound")
     ev.add_argument("--seed", type=int, default=0)

@@ -77,9 +77,7 @@ class TextDiffusionConfig(PretrainedConfig):
         self.num_diffusion_steps = num_diffusion_steps
         self.self_conditioning = self_conditioning
         kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(
-            pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs
-        )
+        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         self.validate_settings()
 
     def validate_settings(self) -> None:

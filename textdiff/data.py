@@ -134,9 +134,7 @@ def frame_sequences(
             desc="Padding",
         )
     if len(out) == 0:
-        raise ValueError(
-            f"No training sequence of length {seq_len} could be made from the corpus; raise data.seq_len."
-        )
+        raise ValueError(f"No training sequence of length {seq_len} could be made from the corpus; raise data.seq_len.")
     return out.with_format("torch")
 
 
@@ -163,7 +161,9 @@ class BatchOrder:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._permutations:
-            self._permutations = {epoch: torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch))}
+            self._permutations = {
+                epoch: torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch))
+            }
         return self._permutations[epoch]
 
     def indices(self, step: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:

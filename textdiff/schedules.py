@@ -23,9 +23,7 @@ MAX_BETA = 0.999
 
 def betas_from_alpha_bar(alpha_bar: Callable[[float], float], num_steps: int) -> torch.Tensor:
     """β_i = 1 − ᾱ((i+1)/T) / ᾱ(i/T), clipped at 0.999 (improved-diffusion's `betas_for_alpha_bar`)."""
-    betas = [
-        min(1.0 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), MAX_BETA) for i in range(num_steps)
-    ]
+    betas = [min(1.0 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), MAX_BETA) for i in range(num_steps)]
     return torch.tensor(betas, dtype=torch.float64)
 
 

@@ -3,12 +3,14 @@ EMA weights, checkpoints and the metrics log."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,32 @@ from textdiff.tokenization import train_tokenizer
 from train.config import RunConfig, TrainingSection
 
 logger = logging.getLogger("textdiff.train")
+
+
+def training_arguments(description: str) -> argparse.ArgumentParser:
+    """The flags every training script takes (the `deepspeed` launcher adds --local_rank)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML run config, e.g. configs/e2e-tiny.yaml")
+    parser.add_argument("--deepspeed", dest="deepspeed_config", help="DeepSpeed JSON (overrides the run config's)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one run-config value, e.g. --set training.max_steps=50 (repeatable)",
+    )
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def load_run_config(args: argparse.Namespace) -> RunConfig:
+    """The run config with the command line's --set overrides and --deepspeed applied."""
+    overrides = list(args.overrides)
+    if args.deepspeed_config:
+        overrides.append(f"training.deepspeed_config={args.deepspeed_config}")
+    return RunConfig.from_yaml(args.config, overrides)
 
 
 @dataclass(frozen=True)
@@ -48,8 +76,14 @@ def setup_distributed(threads: int | None = None) -> DistInfo:
     Each CPU process gets cores / local processes threads unless `threads` says otherwise.
     """
     if "RANK" not in os.environ:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1",
-                          LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(_free_port()),
+            RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_RANK="0",
+            LOCAL_WORLD_SIZE="1",
+        )
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
@@ -216,6 +250,22 @@ class CheckpointManager:
             for old in tags[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         barrier(self.dist)
+
+    def end_of_step(
+        self, engine, ema: ExponentialMovingAverage, train_cfg: TrainingSection, done: int, started: float
+    ) -> bool:
+        """Checkpoint when one is due or the time budget is spent; return True when training must stop."""
+        out_of_time = train_cfg.max_minutes is not None and time.monotonic() - started > 60 * train_cfg.max_minutes
+        if (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0) or out_of_time:
+            self.save(engine, ema, done)
+        if out_of_time:
+            logger.info("Reached training.max_minutes=%s at step %d; stopping.", train_cfg.max_minutes, done)
+        return out_of_time
+
+    def ensure(self, engine, ema: ExponentialMovingAverage, step: int) -> None:
+        """Save the final state unless the loop just did."""
+        if not self.has(step):
+            self.save(engine, ema, step)
 
     def load(self, engine, ema: ExponentialMovingAverage) -> int:
         """Load the newest checkpoint into the engine and the EMA; return its step."""

@@ -28,36 +28,27 @@ from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
     MetricsLog,
-    cleanup_distributed,
     build_deepspeed_config,
+    cleanup_distributed,
     load_or_train_tokenizer,
+    load_run_config,
     rank_zero_first,
     setup_distributed,
     step_seed,
+    training_arguments,
 )
-from train.config import RunConfig
 
 logger = logging.getLogger("textdiff.train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML run config, e.g. configs/e2e-tiny.yaml")
-    parser.add_argument("--deepspeed", dest="deepspeed_config", help="DeepSpeed JSON (overrides the run config's)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one run-config value, e.g. --set training.max_steps=50 (repeatable)")
-    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
-    return parser.parse_args(argv)
+    return training_arguments(__doc__).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> Path:
     """Train, export and sample; returns the export directory."""
     args = parse_args(argv)
-    overrides = list(args.overrides)
-    if args.deepspeed_config:
-        overrides.append(f"training.deepspeed_config={args.deepspeed_config}")
-    run = RunConfig.from_yaml(args.config, overrides)
+    run = load_run_config(args)
     train_cfg = run.training
     output_dir = Path(train_cfg.output_dir)
 
@@ -85,7 +76,9 @@ def main(argv: list[str] | None = None) -> Path:
             )[:]["input_ids"]  # (N, L)
     global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
     order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
-    logger.info("Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch)
+    logger.info(
+        "Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch
+    )
 
     # 4. Model: the model config is built from the run config's model and diffusion sections.
     model_config = TextDiffusionConfig(
@@ -108,7 +101,8 @@ def main(argv: list[str] | None = None) -> Path:
     model = TextDiffusionModel(model_config)
     schedule = NoiseSchedule.from_name(run.diffusion.schedule, run.diffusion.num_steps)
     objective = DiffusionLMLoss(
-        schedule, self_conditioning_prob=run.diffusion.self_conditioning_prob if run.diffusion.self_conditioning else 0.0
+        schedule,
+        self_conditioning_prob=run.diffusion.self_conditioning_prob if run.diffusion.self_conditioning else 0.0,
     )
     logger.info("Denoiser: %.2fM parameters.", sum(p.numel() for p in model.parameters()) / 1e6)
 
@@ -130,8 +124,14 @@ def main(argv: list[str] | None = None) -> Path:
     # 6. The loop: one iteration = one optimiser step over gradient_accumulation_steps micro batches.
     device = engine.device
     started = time.monotonic()
-    progress = tqdm(range(start_step, train_cfg.max_steps), initial=start_step, total=train_cfg.max_steps,
-                    disable=dist.rank != 0, desc="train", dynamic_ncols=True)
+    progress = tqdm(
+        range(start_step, train_cfg.max_steps),
+        initial=start_step,
+        total=train_cfg.max_steps,
+        disable=dist.rank != 0,
+        desc="train",
+        dynamic_ncols=True,
+    )
     step = start_step
     for step in progress:
         engine.train()
@@ -151,21 +151,19 @@ def main(argv: list[str] | None = None) -> Path:
         if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:
             elapsed = time.monotonic() - started
             metrics.write(
-                step=done, epoch=round(order.epoch(done), 4), **terms, lr=engine.get_lr()[0],
-                tokens_per_s=(done - start_step) * global_batch * run.data.seq_len / elapsed, elapsed_s=round(elapsed, 1),
+                step=done,
+                epoch=round(order.epoch(done), 4),
+                **terms,
+                lr=engine.get_lr()[0],
+                tokens_per_s=(done - start_step) * global_batch * run.data.seq_len / elapsed,
+                elapsed_s=round(elapsed, 1),
             )
         if eval_ids is not None and train_cfg.eval_every and done % train_cfg.eval_every == 0:
             metrics.write(step=done, eval_loss=held_out_loss(engine, objective, eval_ids, train_cfg, device))
-        out_of_time = train_cfg.max_minutes is not None and time.monotonic() - started > 60 * train_cfg.max_minutes
-        if (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0) or out_of_time:
-            checkpoints.save(engine, ema, done)
-        if out_of_time:
-            logger.info("Reached training.max_minutes=%s at step %d; stopping.", train_cfg.max_minutes, done)
+        if checkpoints.end_of_step(engine, ema, train_cfg, done, started):
             break
     progress.close()
-    final_step = step + 1 if train_cfg.max_steps > start_step else start_step
-    if not checkpoints.has(final_step):
-        checkpoints.save(engine, ema, final_step)
+    checkpoints.ensure(engine, ema, step + 1 if train_cfg.max_steps > start_step else start_step)
 
     # 7. Export the EMA weights as a Hugging Face model, with the tokenizer, then write samples.
     export_dir = output_dir / "model"
@@ -177,11 +175,15 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("Exported the EMA model to %s.", export_dir)
         if train_cfg.num_samples:
             ids = exported.generate(
-                num_return_sequences=train_cfg.num_samples, num_inference_steps=train_cfg.sample_steps, seed=train_cfg.seed
+                num_return_sequences=train_cfg.num_samples,
+                num_inference_steps=train_cfg.sample_steps,
+                seed=train_cfg.seed,
             )
             samples = tokenizer.batch_decode(ids, skip_special_tokens=True)
             (output_dir / "samples.txt").write_text("\n".join(samples) + "\n", encoding="utf-8")
-            logger.info("Samples (%d denoising steps):\n%s", train_cfg.sample_steps, "\n".join(f"  {s}" for s in samples))
+            logger.info(
+                "Samples (%d denoising steps):\n%s", train_cfg.sample_steps, "\n".join(f"  {s}" for s in samples)
+            )
     cleanup_distributed(dist)
     return export_dir
 

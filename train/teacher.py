@@ -26,25 +26,23 @@ from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
     MetricsLog,
-    cleanup_distributed,
     build_deepspeed_config,
+    cleanup_distributed,
+    load_run_config,
     rank_zero_first,
     setup_distributed,
     step_seed,
+    training_arguments,
 )
-from train.config import RunConfig
 
 logger = logging.getLogger("textdiff.train")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="YAML run config (the diffusion model's)")
-    parser.add_argument("--tokenizer", required=True, help="directory of the tokenizer to share (the diffusion model's)")
-    parser.add_argument("--deepspeed", dest="deepspeed_config", help="DeepSpeed JSON (overrides the run config's)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)
+    parser = training_arguments(__doc__)
+    parser.add_argument(
+        "--tokenizer", required=True, help="directory of the tokenizer to share (the diffusion model's)"
+    )
     return parser.parse_args(argv)
 
 
@@ -58,10 +56,7 @@ def causal_lm_loss(model, input_ids: torch.Tensor, pad_token_id: int) -> torch.T
 def main(argv: list[str] | None = None) -> Path:
     """Train, export and sample the teacher; returns the export directory."""
     args = parse_args(argv)
-    overrides = list(args.overrides)
-    if args.deepspeed_config:
-        overrides.append(f"training.deepspeed_config={args.deepspeed_config}")
-    run = RunConfig.from_yaml(args.config, overrides)
+    run = load_run_config(args)
     train_cfg = run.training
     output_dir = Path(train_cfg.output_dir)
 
@@ -73,8 +68,9 @@ def main(argv: list[str] | None = None) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     with rank_zero_first(dist):
         train_text = load_corpus(run.data.dataset, run.data.train_split, run.data.text_column)
-        train_ids = frame_sequences(train_text, tokenizer, run.data.seq_len, text_column=run.data.text_column,
-                                    packing=run.data.packing)[:]["input_ids"]
+        train_ids = frame_sequences(
+            train_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
+        )[:]["input_ids"]
     global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
     order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
 
@@ -109,8 +105,14 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 3. The loop.
     started = time.monotonic()
-    progress = tqdm(range(start_step, train_cfg.max_steps), initial=start_step, total=train_cfg.max_steps,
-                    disable=dist.rank != 0, desc="teacher", dynamic_ncols=True)
+    progress = tqdm(
+        range(start_step, train_cfg.max_steps),
+        initial=start_step,
+        total=train_cfg.max_steps,
+        disable=dist.rank != 0,
+        desc="teacher",
+        dynamic_ncols=True,
+    )
     step = start_step
     for step in progress:
         engine.train()
@@ -128,16 +130,10 @@ def main(argv: list[str] | None = None) -> Path:
         if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:
             elapsed = time.monotonic() - started
             metrics.write(step=done, loss=total, lr=engine.get_lr()[0], elapsed_s=round(elapsed, 1))
-        out_of_time = train_cfg.max_minutes is not None and time.monotonic() - started > 60 * train_cfg.max_minutes
-        if (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0) or out_of_time:
-            checkpoints.save(engine, ema, done)
-        if out_of_time:
-            logger.info("Reached training.max_minutes=%s at step %d; stopping.", train_cfg.max_minutes, done)
+        if checkpoints.end_of_step(engine, ema, train_cfg, done, started):
             break
     progress.close()
-    final_step = step + 1 if train_cfg.max_steps > start_step else start_step
-    if not checkpoints.has(final_step):
-        checkpoints.save(engine, ema, final_step)
+    checkpoints.ensure(engine, ema, step + 1 if train_cfg.max_steps > start_step else start_step)
 
     # 4. Export the EMA weights with the tokenizer.
     export_dir = output_dir / "model"

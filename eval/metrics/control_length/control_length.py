@@ -22,7 +22,9 @@ class ControlLength(evaluate.Metric):
             description="Exact-length success rate.",
             citation="Li et al. (2022). Diffusion-LM Improves Controllable Text Generation. NeurIPS.",
             inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("int32")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("int32")}
+            ),
         )
 
     def _compute(self, predictions: list[str], references: list[int]) -> dict[str, float]:

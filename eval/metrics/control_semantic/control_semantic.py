@@ -27,7 +27,9 @@ class ControlSemantic(evaluate.Metric):
             description="Whether the target field value appears in the generated text.",
             citation="Li et al. (2022). Diffusion-LM Improves Controllable Text Generation. NeurIPS.",
             inputs_description=_KWARGS,
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions: list[str], references: list[str]) -> dict[str, float]:

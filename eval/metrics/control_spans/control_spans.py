@@ -24,7 +24,11 @@ class ControlSpans(evaluate.Metric):
                 {
                     "predictions": datasets.Value("string"),
                     "references": datasets.List(
-                        {"start": datasets.Value("int32"), "end": datasets.Value("int32"), "label": datasets.Value("string")}
+                        {
+                            "start": datasets.Value("int32"),
+                            "end": datasets.Value("int32"),
+                            "label": datasets.Value("string"),
+                        }
                     ),
                 }
             ),

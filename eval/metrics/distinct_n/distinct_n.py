@@ -30,7 +30,11 @@ class DistinctN(evaluate.Metric):
     def _compute(self, predictions: list[str], max_n: int = 3) -> dict[str, float]:
         scores = {}
         for n in range(1, max_n + 1):
-            ngrams = [tuple(words[i : i + n]) for text in predictions for words in [text.split()]
-                      for i in range(len(words) - n + 1)]
+            ngrams = [
+                tuple(words[i : i + n])
+                for text in predictions
+                for words in [text.split()]
+                for i in range(len(words) - n + 1)
+            ]
             scores[f"dist-{n}"] = len(set(ngrams)) / len(ngrams) if ngrams else 0.0
         return scores
