@@ -53,3 +53,20 @@ def test_bad_arguments_are_clear_errors(tiny_model, kwargs, message):
 def test_pad_after_eos():
     ids = torch.tensor([[1, 5, 2, 7, 2, 9], [1, 5, 6, 7, 8, 9]])
     assert pad_after_eos(ids, eos_token_id=2, pad_token_id=0).tolist() == [[1, 5, 2, 0, 0, 0], [1, 5, 6, 7, 8, 9]]
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+def test_generate_with_every_sampler(tiny_model, sampler):
+    out = tiny_model.generate(num_return_sequences=2, num_inference_steps=5, sampler=sampler, seed=0,
+                              return_dict_in_generate=True)
+    assert out.sequences.shape == (2, 12) and out.history.shape == (5, 2, 12)
+
+
+def test_generate_with_a_sampler_instance(tiny_model):
+    from textdiff import NoiseSchedule
+    from textdiff.samplers import DDIMSampler
+
+    sampler = DDIMSampler(NoiseSchedule.from_name("sqrt", 100), eta=0.5)
+    a = tiny_model.generate(num_return_sequences=2, num_inference_steps=5, sampler=sampler, seed=3)
+    b = tiny_model.generate(num_return_sequences=2, num_inference_steps=5, sampler=sampler, seed=3)
+    assert torch.equal(a, b)

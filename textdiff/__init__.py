@@ -10,7 +10,7 @@ from .configuration import TextDiffusionConfig
 from .generation import GenerationOutput, generate
 from .losses import DiffusionLMLoss, LossOutput
 from .modeling import DenoiserOutput, TextDiffusionModel
-from .samplers import SAMPLERS, DDPMSampler, Sampler, SamplerOutput
+from .samplers import SAMPLERS, DDIMSampler, DDPMSampler, DPMSolverSampler, Sampler, SamplerOutput
 from .schedules import NoiseSchedule
 from .tokenization import train_tokenizer
 
@@ -21,7 +21,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SAMPLERS",
+    "DDIMSampler",
     "DDPMSampler",
+    "DPMSolverSampler",
     "DenoiserOutput",
     "DiffusionLMLoss",
     "GenerationOutput",

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-samples", type=int, default=10)
     gen.add_argument("--steps", type=int, default=200, help="denoising steps (respaced from the training steps)")
     gen.add_argument("--max-length", type=int, default=None, help="positions to decode (default: the model's)")
-    gen.add_argument("--sampler", default="ddpm")
+    gen.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "dpm-solver++"])
     gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")

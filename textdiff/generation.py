@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .modeling import TextDiffusionModel
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, Sampler
 from .schedules import NoiseSchedule
 from .utils import randn_like
 
@@ -54,7 +54,7 @@ def generate(
     num_return_sequences: int = 1,
     max_length: int | None = None,
     num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
-    sampler: str = "ddpm",
+    sampler: str | Sampler = "ddpm",
     clamp: bool = True,
     generator: torch.Generator | None = None,
     seed: int | None = None,
@@ -68,7 +68,8 @@ def generate(
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
         num_inference_steps: Number of denoising steps, respaced evenly over the T training steps.
-        sampler: Name of the reverse-process sampler (see `textdiff.samplers.SAMPLERS`).
+        sampler: Name of the reverse-process sampler ("ddpm", "ddim", "dpm-solver++"; see
+            `textdiff.samplers.SAMPLERS`), or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
         clamp: Apply the clamping trick (snap x̂0 to the nearest word embedding) at every step.
         generator: Source of all randomness; pass one (or `seed`) for reproducible text.
         seed: Convenience for `generator=torch.Generator().manual_seed(seed)`.
@@ -86,15 +87,17 @@ def generate(
         )
     if num_return_sequences < 1:
         raise ValueError(f"num_return_sequences must be at least 1, got {num_return_sequences}.")
-    if sampler not in SAMPLERS:
+    if isinstance(sampler, str) and sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}.")
     if generator is not None and seed is not None:
         raise ValueError("Pass either `generator` or `seed`, not both.")
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
 
-    schedule = NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps)
-    reverse = SAMPLERS[sampler](schedule)
+    if isinstance(sampler, Sampler):
+        reverse = sampler
+    else:
+        reverse = SAMPLERS[sampler](NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps))
     reverse.set_timesteps(num_inference_steps)
     parameter = model.word_embeddings.weight
     shape = (num_return_sequences, max_length, config.embedding_dim)

@@ -1,8 +1,10 @@
 """Reverse-process samplers, one algorithm per class, all with the `Sampler` contract."""
 
 from .base import Sampler, SamplerOutput
+from .ddim import DDIMSampler
 from .ddpm import DDPMSampler
+from .dpm_solver import DPMSolverSampler
 
-SAMPLERS: dict[str, type[Sampler]] = {"ddpm": DDPMSampler}
+SAMPLERS: dict[str, type[Sampler]] = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "dpm-solver++": DPMSolverSampler}
 
-__all__ = ["SAMPLERS", "DDPMSampler", "Sampler", "SamplerOutput"]
+__all__ = ["SAMPLERS", "DDIMSampler", "DDPMSampler", "DPMSolverSampler", "Sampler", "SamplerOutput"]
