@@ -8,10 +8,16 @@
     w = round(x_0)                                    # nearest embedding per position
 
 The sampler owns the step math, the model owns the denoiser and rounding; this loop only wires them.
+
+Prompts and infilling keep known tokens fixed: at every step their x̂0 is their embedding, and after every
+step their latent is replaced by a fresh sample of q(x_s | EMB(w)) at the new timestep (Diffusion-LM's infilling;
+RePaint without resampling), so the unknown positions are denoised in context and the known ones come out
+unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +65,10 @@ def generate(
     generator: torch.Generator | None = None,
     seed: int | None = None,
     return_dict_in_generate: bool = False,
+    input_ids: torch.Tensor | None = None,
+    infill_mask: torch.Tensor | None = None,
+    max_new_tokens: int | None = None,
+    callback_on_step_end: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> torch.Tensor | GenerationOutput:
     """Generate text by parallel denoising from pure noise.
 
@@ -74,11 +84,24 @@ def generate(
         generator: Source of all randomness; pass one (or `seed`) for reproducible text.
         seed: Convenience for `generator=torch.Generator().manual_seed(seed)`.
         return_dict_in_generate: Return a `GenerationOutput` with the per-step history instead of the ids.
+        input_ids: Known tokens, (B, P) or (1, P). Alone, a prompt: positions 0 … P−1 are kept (start it with
+            [START], as in training) and the rest is generated. With `infill_mask`, a full (B, L) sequence whose
+            masked positions are generated and the others kept.
+        infill_mask: (B, L) or (1, L) boolean, True at the positions to generate (needs `input_ids`).
+        max_new_tokens: With a prompt: decode P + max_new_tokens positions (instead of `max_length`).
+        callback_on_step_end: Called after every step as `callback(step, t, latents, pred_x0)` with the step's
+            index, its training timestep, the new latents x_s (B, L, d) and the x̂0 it used (B, L, d).
 
     Returns:
         (B, L) token ids for `tokenizer.batch_decode(ids, skip_special_tokens=True)`, or a `GenerationOutput`.
     """
     config = model.config
+    if input_ids is not None and infill_mask is None and max_new_tokens is not None:
+        if max_length is not None:
+            raise ValueError("Pass either `max_length` or `max_new_tokens`, not both.")
+        max_length = input_ids.shape[-1] + max_new_tokens
+    if infill_mask is not None and max_length is None:
+        max_length = infill_mask.shape[-1]
     max_length = config.max_position_embeddings if max_length is None else max_length
     if not 1 <= max_length <= config.max_position_embeddings:
         raise ValueError(
@@ -93,6 +116,7 @@ def generate(
         raise ValueError("Pass either `generator` or `seed`, not both.")
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
+    known, known_ids = _known_positions(input_ids, infill_mask, num_return_sequences, max_length, config.vocab_size)
 
     if isinstance(sampler, Sampler):
         reverse = sampler
@@ -105,22 +129,38 @@ def generate(
     was_training = model.training
     model.eval()
     x = randn_like(torch.empty(shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T (B, L, d)
+    if known is not None:
+        known, known_ids = known.to(x.device), known_ids.to(x.device)
+        known_x0 = model.embed(known_ids)  # (B, L, d)
+        known = known[..., None]  # (B, L, 1)
     self_cond = None
     history = []
-    for t in reverse.timesteps.tolist():
+    for step, t in enumerate(reverse.timesteps.tolist()):
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
         pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
         ids = model.round(pred_x0)  # (B, L)
         if clamp:
             pred_x0 = model.embed(ids)
+        if known is not None:
+            pred_x0 = torch.where(known, known_x0, pred_x0)
+            ids = torch.where(known[..., 0], known_ids, ids)
         if config.self_conditioning:
             self_cond = pred_x0
         history.append(ids)
         x = reverse.step(pred_x0, t, x, generator=generator).prev_sample
+        if known is not None:
+            prev = reverse.previous_timestep(t)
+            fixed = known_x0 if prev < 0 else reverse.add_noise(known_x0, randn_like(known_x0, generator), prev)
+            x = torch.where(known, fixed, x)
+        if callback_on_step_end is not None:
+            callback_on_step_end(step, t, x, pred_x0)
 
     model.train(was_training)
 
-    sequences = pad_after_eos(model.round(x), config.eos_token_id, config.pad_token_id)
+    final = model.round(x)
+    if known is not None:
+        final = torch.where(known[..., 0], known_ids, final)
+    sequences = pad_after_eos(final, config.eos_token_id, config.pad_token_id)
     if not return_dict_in_generate:
         return sequences
     return GenerationOutput(
@@ -128,3 +168,50 @@ def generate(
         timesteps=reverse.timesteps.clone(),
         history=pad_after_eos(torch.stack(history), config.eos_token_id, config.pad_token_id),
     )
+
+
+def _known_positions(
+    input_ids: torch.Tensor | None,
+    infill_mask: torch.Tensor | None,
+    batch: int,
+    length: int,
+    vocab_size: int,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(known (B, L) bool, ids (B, L)) from a prompt or an infilling request; (None, None) for neither."""
+    if input_ids is None:
+        if infill_mask is not None:
+            raise ValueError("infill_mask needs input_ids holding the tokens to keep.")
+        return None, None
+    input_ids = torch.as_tensor(input_ids, dtype=torch.long)
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if input_ids.dim() != 2 or input_ids.shape[0] not in (1, batch):
+        raise ValueError(
+            f"input_ids must have shape (1, P) or (num_return_sequences={batch}, P), got {tuple(input_ids.shape)}."
+        )
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(f"input_ids holds ids outside the vocabulary [0, {vocab_size}); use the model's tokenizer.")
+    input_ids = input_ids.expand(batch, -1)
+    if infill_mask is None:
+        prompt_length = input_ids.shape[1]
+        if prompt_length > length:
+            raise ValueError(
+                f"The prompt has {prompt_length} tokens but only {length} positions are decoded; shorten the "
+                "prompt or raise max_length (at most the model's max_position_embeddings)."
+            )
+        ids = torch.zeros(batch, length, dtype=torch.long)
+        ids[:, :prompt_length] = input_ids
+        known = torch.zeros(batch, length, dtype=torch.bool)
+        known[:, :prompt_length] = True
+        return known, ids
+    infill_mask = torch.as_tensor(infill_mask, dtype=torch.bool)
+    if infill_mask.dim() == 1:
+        infill_mask = infill_mask[None]
+    if infill_mask.shape[-1] != input_ids.shape[-1] or infill_mask.shape[-1] != length:
+        raise ValueError(
+            f"infill_mask {tuple(infill_mask.shape)} and input_ids {tuple(input_ids.shape)} must cover the same "
+            f"{length} positions."
+        )
+    if infill_mask.shape[0] not in (1, batch):
+        raise ValueError(f"infill_mask must have 1 or {batch} rows, got {infill_mask.shape[0]}.")
+    return ~infill_mask.expand(batch, -1), input_ids.clone()
