@@ -13,27 +13,101 @@ import sys
 
 
 def _generate(args: argparse.Namespace) -> int:
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    import textdiff  # noqa: F401  (registers the Auto classes)
-    from textdiff.tokenization import check_tokenizer_matches
-
-    model = AutoModel.from_pretrained(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    check_tokenizer_matches(tokenizer, model.config.vocab_size)
-    if args.device:
-        model.to(torch.device(args.device))
-    ids = model.generate(
+    model, tokenizer = _load(args.model, args.device)
+    output = model.generate(
         num_return_sequences=args.num_samples,
         max_length=args.max_length,
         num_inference_steps=args.steps,
         sampler=args.sampler,
         clamp=not args.no_clamp,
         seed=args.seed,
+        input_ids=_prompt_ids(tokenizer, args.prompt),
+        return_dict_in_generate=True,
     )
-    for text in tokenizer.batch_decode(ids, skip_special_tokens=True):
+    if args.show_steps:
+        _animate(output, tokenizer, args.num_samples)
+    for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
         print(text)
+    return 0
+
+
+def _load(directory: str, device: str | None):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    import textdiff  # noqa: F401  (registers the Auto classes)
+    from textdiff.tokenization import check_tokenizer_matches
+
+    model = AutoModel.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    check_tokenizer_matches(tokenizer, model.config.vocab_size)
+    if device:
+        model.to(torch.device(device))
+    return model, tokenizer
+
+
+def _prompt_ids(tokenizer, prompt: str | None):
+    """[START] + the prompt's ids, or None."""
+    if not prompt:
+        return None
+    import torch
+
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if tokenizer.unk_token_id in ids:
+        unknown = [w for w in prompt.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
+        raise ValueError(f"The prompt has words outside the model's vocabulary: {unknown}; rephrase them.")
+    return torch.tensor([[tokenizer.bos_token_id, *ids]])
+
+
+def _animate(output, tokenizer, num_samples: int) -> None:
+    """Redraw the samples in place after every step (plain lines every ~10% of the steps when not a terminal)."""
+    import time
+
+    from textdiff.visualization import Trajectory, terminal_frames
+
+    color = sys.stdout.isatty()
+    frames = [terminal_frames(Trajectory.from_output(output, tokenizer, b), color) for b in range(num_samples)]
+    steps = len(output.timesteps)
+    if not color:
+        for i in sorted({round(k * (steps - 1) / 10) for k in range(11)}):
+            print("\n".join(sample[i] for sample in frames), end="\n\n")
+        return
+    delay = min(0.05, 6.0 / steps)
+    for i in range(steps):
+        if i:
+            sys.stdout.write(f"\033[{num_samples}F")  # back to the first line of the block
+        sys.stdout.write("\n".join("\033[2K" + sample[i] for sample in frames) + "\n")
+        sys.stdout.flush()
+        time.sleep(delay)
+    print()
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from textdiff.visualization import Trajectory, trajectory_html, trajectory_svg
+
+    model, tokenizer = _load(args.model, args.device)
+    output = model.generate(
+        num_return_sequences=1,
+        num_inference_steps=args.steps,
+        sampler=args.sampler,
+        seed=args.seed,
+        input_ids=_prompt_ids(tokenizer, args.prompt),
+        return_dict_in_generate=True,
+    )
+    trajectory = Trajectory.from_output(output, tokenizer)
+    title = f"{args.sampler}, {args.steps} steps, seed {args.seed}"
+    output_path = Path(args.output)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if output_path.suffix == ".svg":
+        output_path.write_text(trajectory_svg(trajectory, num_rows=args.rows, title=title), encoding="utf-8")
+    elif output_path.suffix in (".html", ".htm"):
+        output_path.write_text(trajectory_html(trajectory), encoding="utf-8")
+    else:
+        raise ValueError(f"--output must end in .svg (heatmap picture) or .html (animated page), got {output_path}.")
+    print(" ".join(trajectory.words[-1]))
+    print(f"Wrote {output_path}")
     return 0
 
 
@@ -116,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
+    gen.add_argument("--prompt", default=None, help="text to continue (kept fixed; the rest is denoised)")
+    gen.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
+
+    vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")
+    vis.add_argument("--model", required=True)
+    vis.add_argument("--output", required=True, help="trajectory.svg or trajectory.html")
+    vis.add_argument("--steps", type=int, default=200)
+    vis.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "dpm-solver++"])
+    vis.add_argument("--seed", type=int, default=0)
+    vis.add_argument("--prompt", default=None)
+    vis.add_argument("--rows", type=int, default=16, help="steps shown in the SVG heatmap")
+    vis.add_argument("--device", default=None)
     return parser
 
 
@@ -128,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "train-teacher":
             return _train_teacher(argv[1:])
         args = parser.parse_args(argv)
-        return _eval(args) if args.command == "eval" else _generate(args)
+        return {"eval": _eval, "visualize": _visualize, "generate": _generate}[args.command](args)
     except ValueError as error:
         parser.exit(2, f"textdiff {argv[0]}: error: {error}\n")
 

@@ -38,11 +38,14 @@ class GenerationOutput:
         sequences: (B, L) token ids of the decoded text, padding after the first end-of-sequence token.
         timesteps: (S,) the training-schedule timesteps visited, in decoding order.
         history: (S, B, L) the rounded x0 estimate after each of the S steps: the text as it emerges.
+        confidence: (S, B, L) the rounding probability of each of those words, softmax(−‖x̂0 − e_v‖²) at the
+            chosen word v (before clamping): how settled each position is.
     """
 
     sequences: torch.Tensor
     timesteps: torch.Tensor
     history: torch.Tensor
+    confidence: torch.Tensor
 
 
 def pad_after_eos(ids: torch.Tensor, eos_token_id: int | None, pad_token_id: int | None) -> torch.Tensor:
@@ -134,19 +137,22 @@ def generate(
         known_x0 = model.embed(known_ids)  # (B, L, d)
         known = known[..., None]  # (B, L, 1)
     self_cond = None
-    history = []
+    history, confidence = [], []
     for step, t in enumerate(reverse.timesteps.tolist()):
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
         pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
-        ids = model.round(pred_x0)  # (B, L)
+        probabilities = (-model.nearest_token_distances(pred_x0)).softmax(-1)  # (B, L, V)
+        step_confidence, ids = probabilities.max(-1)  # (B, L) each: the rounding is the nearest embedding
         if clamp:
             pred_x0 = model.embed(ids)
         if known is not None:
             pred_x0 = torch.where(known, known_x0, pred_x0)
             ids = torch.where(known[..., 0], known_ids, ids)
+            step_confidence = torch.where(known[..., 0], torch.ones_like(step_confidence), step_confidence)
         if config.self_conditioning:
             self_cond = pred_x0
         history.append(ids)
+        confidence.append(step_confidence)
         x = reverse.step(pred_x0, t, x, generator=generator).prev_sample
         if known is not None:
             prev = reverse.previous_timestep(t)
@@ -167,6 +173,7 @@ def generate(
         sequences=sequences,
         timesteps=reverse.timesteps.clone(),
         history=pad_after_eos(torch.stack(history), config.eos_token_id, config.pad_token_id),
+        confidence=torch.stack(confidence).float(),
     )
 
 
