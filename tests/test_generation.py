@@ -57,8 +57,9 @@ def test_pad_after_eos():
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
 def test_generate_with_every_sampler(tiny_model, sampler):
-    out = tiny_model.generate(num_return_sequences=2, num_inference_steps=5, sampler=sampler, seed=0,
-                              return_dict_in_generate=True)
+    out = tiny_model.generate(
+        num_return_sequences=2, num_inference_steps=5, sampler=sampler, seed=0, return_dict_in_generate=True
+    )
     assert out.sequences.shape == (2, 12) and out.history.shape == (5, 2, 12)
 
 
@@ -74,8 +75,7 @@ def test_generate_with_a_sampler_instance(tiny_model):
 
 def test_prompt_positions_are_unchanged(tiny_model):
     prompt = torch.tensor([[1, 17, 42, 5]])
-    out = tiny_model.generate(num_return_sequences=3, num_inference_steps=6, seed=0, input_ids=prompt,
-                              max_new_tokens=6)
+    out = tiny_model.generate(num_return_sequences=3, num_inference_steps=6, seed=0, input_ids=prompt, max_new_tokens=6)
     assert out.shape == (3, 10)
     assert torch.equal(out[:, :4], prompt.expand(3, -1))
 
@@ -84,16 +84,26 @@ def test_infilling_round_trip_keeps_every_known_token(tiny_model):
     ids = torch.randint(4, 100, (2, 12))
     mask = torch.zeros(2, 12, dtype=torch.bool)
     mask[:, 3:6] = True
-    out = tiny_model.generate(num_return_sequences=2, num_inference_steps=6, seed=1, input_ids=ids,
-                              infill_mask=mask, return_dict_in_generate=True)
+    out = tiny_model.generate(
+        num_return_sequences=2,
+        num_inference_steps=6,
+        seed=1,
+        input_ids=ids,
+        infill_mask=mask,
+        return_dict_in_generate=True,
+    )
     assert torch.equal(out.sequences[~mask], ids[~mask])
     assert torch.equal(out.history[:, ~mask], ids[~mask].expand(6, -1))
 
 
 def test_callback_sees_every_step(tiny_model):
     seen = []
-    tiny_model.generate(num_return_sequences=2, num_inference_steps=4, seed=0,
-                        callback_on_step_end=lambda step, t, latents, pred: seen.append((step, t, latents.shape)))
+    tiny_model.generate(
+        num_return_sequences=2,
+        num_inference_steps=4,
+        seed=0,
+        callback_on_step_end=lambda step, t, latents, pred: seen.append((step, t, latents.shape)),
+    )
     assert [(s, t) for s, t, _ in seen] == [(0, 99), (1, 66), (2, 33), (3, 0)]
     assert all(shape == (2, 12, 16) for _, _, shape in seen)
 
@@ -104,8 +114,10 @@ def test_callback_sees_every_step(tiny_model):
         ({"input_ids": torch.ones(1, 13, dtype=torch.long)}, "prompt has 13 tokens"),
         ({"input_ids": torch.tensor([[1, 500]])}, "outside the vocabulary"),
         ({"infill_mask": torch.ones(1, 12, dtype=torch.bool)}, "needs input_ids"),
-        ({"input_ids": torch.ones(1, 12, dtype=torch.long), "infill_mask": torch.ones(1, 10, dtype=torch.bool)},
-         "same"),
+        (
+            {"input_ids": torch.ones(1, 12, dtype=torch.long), "infill_mask": torch.ones(1, 10, dtype=torch.bool)},
+            "same",
+        ),
         ({"input_ids": torch.ones(3, 4, dtype=torch.long), "num_return_sequences": 2}, "shape"),
     ],
 )

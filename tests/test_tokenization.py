@@ -41,3 +41,19 @@ def test_unknown_kind_and_mismatched_vocabulary_are_clear_errors():
     tokenizer = train_tokenizer(e2e_texts("train", 500), "word", min_frequency=2)
     with pytest.raises(ValueError, match="saved with the model"):
         check_tokenizer_matches(tokenizer, len(tokenizer) + 1)
+
+
+def test_encode_infill_frames_text_with_blanks():
+    from textdiff.tokenization import encode_infill
+
+    tokenizer = train_tokenizer(e2e_texts("train", 3000), "word", min_frequency=1)
+    ids, mask = encode_infill(tokenizer, "The Eagle is a <mask> <mask> near Burger King .", 14)
+    words = tokenizer.convert_ids_to_tokens(ids)
+    assert words[:5] == ["[START]", "The", "Eagle", "is", "a"] and words[9:12] == ["King", ".", "[END]"]
+    assert mask == [False] * 5 + [True, True] + [False] * 7
+    with pytest.raises(ValueError, match="no <mask>"):
+        encode_infill(tokenizer, "The Eagle .", 14)
+    with pytest.raises(ValueError, match="needs 12 positions"):
+        encode_infill(tokenizer, "The Eagle is a <mask> <mask> near Burger King .", 11)
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        encode_infill(tokenizer, "The Zorblax <mask> .", 14)

@@ -258,3 +258,16 @@ def test_train_teacher_and_eval_end_to_end(trained, module_corpus, tmp_path):
         assert row["teacher_perplexity"] > 1.0
     assert report["likelihood_bound"]["nats_per_token"] > 0
     assert report_path.with_suffix(".md").is_file()
+
+
+def test_cli_prompt_infill_show_steps_and_visualize(trained, tmp_path):
+    tmp, _ = trained
+    model_dir = str(tmp / "run" / "model")
+    base = [sys.executable, "-m", "textdiff.cli"]
+    shown = run([*base, "generate", "--model", model_dir, "--num-samples", "2", "--steps", "5", "--show-steps"])
+    assert shown.stdout.count("t=   99") == 2  # the first frame of each sample (not a terminal: plain lines)
+    prompted = run([*base, "generate", "--model", model_dir, "--num-samples", "2", "--steps", "3", "--prompt", "The"])
+    assert all(line.startswith("The") for line in prompted.stdout.strip().splitlines())
+    for suffix in ("svg", "html"):
+        run([*base, "visualize", "--model", model_dir, "--steps", "4", "--output", str(tmp_path / f"t.{suffix}")])
+        assert (tmp_path / f"t.{suffix}").stat().st_size > 500

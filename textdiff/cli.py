@@ -14,15 +14,25 @@ import sys
 
 def _generate(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args.model, args.device)
+    known = {"input_ids": _prompt_ids(tokenizer, args.prompt)}
+    if args.infill:
+        if args.prompt:
+            raise ValueError("Pass either --prompt or --infill, not both.")
+        import torch
+
+        from textdiff.tokenization import encode_infill
+
+        ids, mask = encode_infill(tokenizer, args.infill, args.max_length or model.config.max_position_embeddings)
+        known = {"input_ids": torch.tensor([ids]), "infill_mask": torch.tensor([mask])}
     output = model.generate(
         num_return_sequences=args.num_samples,
-        max_length=args.max_length,
+        max_length=None if args.infill else args.max_length,
         num_inference_steps=args.steps,
         sampler=args.sampler,
         clamp=not args.no_clamp,
         seed=args.seed,
-        input_ids=_prompt_ids(tokenizer, args.prompt),
         return_dict_in_generate=True,
+        **known,
     )
     if args.show_steps:
         _animate(output, tokenizer, args.num_samples)
@@ -191,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
     gen.add_argument("--prompt", default=None, help="text to continue (kept fixed; the rest is denoised)")
+    gen.add_argument(
+        "--infill", default=None, help='text with blanks: "The Eagle is a <mask> <mask> near Burger King ."'
+    )
     gen.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
 
     vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")

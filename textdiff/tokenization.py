@@ -117,3 +117,38 @@ def check_tokenizer_matches(tokenizer: PreTrainedTokenizerBase, vocab_size: int)
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         if getattr(tokenizer, name) is None:
             raise ValueError(f"The tokenizer has no {name[:-3]}; textdiff needs [PAD], [START] and [END] tokens.")
+
+
+MASK = "<mask>"
+
+
+def encode_infill(
+    tokenizer: PreTrainedTokenizerBase, text: str, length: int, mask_token: str = MASK
+) -> tuple[list[int], list[bool]]:
+    """Ids and infilling mask for text with blanks, e.g. "The Eagle is a <mask> <mask> near Burger King .".
+
+    The sequence is framed as in training, [START] … [END] and padding to `length`; each `mask_token` is one
+    position to generate (True in the mask), every other position is kept.
+
+    Returns:
+        (ids, mask), each of `length` entries (ids of masked positions are [PAD] placeholders).
+    """
+    ids, mask = [tokenizer.bos_token_id], [False]
+    for word in text.split():
+        if word == mask_token:
+            ids.append(tokenizer.pad_token_id)
+            mask.append(True)
+        else:
+            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+            if tokenizer.unk_token_id in pieces:
+                raise ValueError(f"{word!r} is not in the model's vocabulary; rephrase it or make it a {mask_token}.")
+            ids.extend(pieces)
+            mask.extend([False] * len(pieces))
+    ids.append(tokenizer.eos_token_id)
+    mask.append(False)
+    if not any(mask):
+        raise ValueError(f"The text has no {mask_token}; mark the words to generate with {mask_token}.")
+    if len(ids) > length:
+        raise ValueError(f"The text needs {len(ids)} positions but the model decodes at most {length}; shorten it.")
+    padding = length - len(ids)
+    return ids + [tokenizer.pad_token_id] * padding, mask + [False] * padding
