@@ -54,3 +54,14 @@ def tiny_corpus(tmp_path: Path) -> Path:
             for text in e2e_texts(split, limit):
                 handle.write(json.dumps({"text": text}) + "\n")
     return directory
+
+
+@pytest.fixture(scope="module")
+def module_corpus(tmp_path_factory):
+    """Like tiny_corpus, shared by a test module: train.jsonl (300 sentences), validation.jsonl (40)."""
+    directory = tmp_path_factory.mktemp("corpus")
+    for split, limit in (("train", 300), ("validation", 40)):
+        with (directory / f"{split}.jsonl").open("w", encoding="utf-8") as handle:
+            for text in e2e_texts(split, limit):
+                handle.write(json.dumps({"text": text}) + "\n")
+    return directory

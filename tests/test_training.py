@@ -58,18 +58,6 @@ def trained(tmp_path_factory, request):
     return tmp, config
 
 
-@pytest.fixture(scope="module")
-def module_corpus(tmp_path_factory):
-    from tests.conftest import e2e_texts
-
-    directory = tmp_path_factory.mktemp("corpus")
-    for split, limit in (("train", 300), ("validation", 40)):
-        with (directory / f"{split}.jsonl").open("w") as handle:
-            for text in e2e_texts(split, limit):
-                handle.write(json.dumps({"text": text}) + "\n")
-    return directory
-
-
 def test_training_writes_checkpoints_metrics_export_and_samples(trained):
     tmp, _ = trained
     out = tmp / "run"

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             return _train_teacher(argv[1:])
         args = parser.parse_args(argv)
         return {"eval": _eval, "visualize": _visualize, "generate": _generate}[args.command](args)
-    except ValueError as error:
+    except (ValueError, FloatingPointError) as error:
         parser.exit(2, f"textdiff {argv[0]}: error: {error}\n")
 
 

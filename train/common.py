@@ -124,6 +124,21 @@ def rank_zero_first(dist: DistInfo) -> Iterator[None]:
         barrier(dist)
 
 
+def check_finite(loss: torch.Tensor, dist: DistInfo, step: int, checkpoints: CheckpointManager) -> None:
+    """Stop every rank with one clear message when any rank's loss is NaN or infinite (before its backward pass,
+    so nothing non-finite reaches the weights; the last good checkpoint is left as it is)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
+    if dist.world_size > 1:
+        torch.distributed.all_reduce(bad)
+    if bad.item():
+        last = checkpoints.latest_tag()
+        raise FloatingPointError(
+            f"The loss became NaN or infinite at step {step}; nothing from this step was applied. The last good "
+            f"checkpoint is {checkpoints.directory / last if last else 'none'}. Lower training.learning_rate or raise "
+            "training.warmup_steps, then continue with --resume."
+        )
+
+
 def step_seed(seed: int, step: int, rank: int, micro: int) -> int:
     """A seed that is a pure function of the position in training, so a resumed run draws the same noise."""
     return ((seed * 1_000_003 + step) * 1_009 + rank * 31 + micro) % (2**63)
@@ -152,7 +167,7 @@ def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[s
         "params": {
             "warmup_min_lr": 0.0,
             "warmup_max_lr": train_cfg.learning_rate,
-            "warmup_num_steps": train_cfg.warmup_steps,
+            "warmup_num_steps": max(1, train_cfg.warmup_steps),  # DeepSpeed rejects 0; one step is no warm-up
             "warmup_type": "linear",
             "total_num_steps": train_cfg.max_steps,
         },
@@ -222,8 +237,9 @@ class ExponentialMovingAverage:
 class CheckpointManager:
     """DeepSpeed checkpoints under `directory/stepNNNNNNNN/`, with the EMA weights as ema.safetensors.
 
-    The EMA file is written before DeepSpeed writes its shards and, last, the `latest` pointer, so `latest`
-    never names a checkpoint without its EMA.
+    A kill at any moment never leaves a broken checkpoint behind `latest`: the EMA file and DeepSpeed's shards are
+    written first, then a `COMPLETE` marker, and only then is `latest` replaced, atomically (write a temporary
+    file, fsync, rename). Resuming reads `latest`, or falls back to the newest complete checkpoint.
     """
 
     def __init__(self, directory: Path, keep: int, dist: DistInfo) -> None:
@@ -236,7 +252,10 @@ class CheckpointManager:
         return f"step{step:08d}"
 
     def has(self, step: int) -> bool:
-        return (self.directory / self.tag(step) / "ema.safetensors").is_file()
+        return (self.directory / self.tag(step) / "COMPLETE").is_file()
+
+    def complete_tags(self) -> list[str]:
+        return sorted(p.name for p in self.directory.glob("step*") if (p / "COMPLETE").is_file())
 
     def save(self, engine, ema: ExponentialMovingAverage, step: int) -> None:
         tag = self.tag(step)
@@ -244,11 +263,13 @@ class CheckpointManager:
             (self.directory / tag).mkdir(parents=True, exist_ok=True)
             save_file(ema.state_dict(), self.directory / tag / "ema.safetensors")
         barrier(self.dist)
-        engine.save_checkpoint(str(self.directory), tag=tag, client_state={"step": step})
+        engine.save_checkpoint(str(self.directory), tag=tag, client_state={"step": step}, save_latest=False)
+        barrier(self.dist)
         if self.dist.rank == 0:
-            tags = sorted(p for p in self.directory.glob("step*") if p.is_dir())
-            for old in tags[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
+            (self.directory / tag / "COMPLETE").write_text(f"{step}\n")
+            _atomic_write(self.directory / "latest", tag)
+            for old in self.complete_tags()[: -self.keep]:
+                shutil.rmtree(self.directory / old, ignore_errors=True)
         barrier(self.dist)
 
     def end_of_step(
@@ -267,16 +288,35 @@ class CheckpointManager:
         if not self.has(step):
             self.save(engine, ema, step)
 
+    def latest_tag(self) -> str | None:
+        """The tag `latest` names if that checkpoint is complete, else the newest complete one, else None."""
+        latest = self.directory / "latest"
+        if latest.is_file():
+            tag = latest.read_text().strip()
+            if (self.directory / tag / "COMPLETE").is_file():
+                return tag
+        tags = self.complete_tags()
+        return tags[-1] if tags else None
+
     def load(self, engine, ema: ExponentialMovingAverage) -> int:
-        """Load the newest checkpoint into the engine and the EMA; return its step."""
-        if not (self.directory / "latest").is_file():
-            raise ValueError(f"--resume: no checkpoint in {self.directory}; start without --resume.")
-        path, client_state = engine.load_checkpoint(str(self.directory))
+        """Load the newest complete checkpoint into the engine and the EMA; return its step."""
+        tag = self.latest_tag()
+        if tag is None:
+            raise ValueError(f"--resume: no complete checkpoint in {self.directory}; start without --resume.")
+        path, client_state = engine.load_checkpoint(str(self.directory), tag=tag)
         if path is None:
-            raise ValueError(f"--resume: the checkpoint in {self.directory} could not be loaded.")
-        tag_dir = Path(path) if Path(path).is_dir() else Path(path).parent  # DeepSpeed returns a file in the tag
-        ema.load_state_dict(load_file(tag_dir / "ema.safetensors"))
+            raise ValueError(f"--resume: the checkpoint {self.directory / tag} could not be loaded.")
+        ema.load_state_dict(load_file(self.directory / tag / "ema.safetensors"))
         return int(client_state["step"])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 class MetricsLog:

@@ -29,6 +29,7 @@ from train.common import (
     ExponentialMovingAverage,
     MetricsLog,
     build_deepspeed_config,
+    check_finite,
     cleanup_distributed,
     load_or_train_tokenizer,
     load_run_config,
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> Path:
             seed = step_seed(train_cfg.seed, step, dist.rank, micro)
             torch.manual_seed(seed)  # dropout; the loss draws t and noise from its own generator
             out = objective(engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed))
+            check_finite(out.loss, dist, step, checkpoints)
             engine.backward(out.loss)
             engine.step()
             for name in terms:

@@ -27,6 +27,7 @@ from train.common import (
     ExponentialMovingAverage,
     MetricsLog,
     build_deepspeed_config,
+    check_finite,
     cleanup_distributed,
     load_run_config,
     rank_zero_first,
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> Path:
         for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
             torch.manual_seed(step_seed(train_cfg.seed, step, dist.rank, micro))
             loss = causal_lm_loss(engine, input_ids.to(engine.device), tokenizer.pad_token_id)
+            check_finite(loss, dist, step, checkpoints)
             engine.backward(loss)
             engine.step()
             total += loss.item() / train_cfg.gradient_accumulation_steps
