@@ -146,7 +146,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path, module_corpus):
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     assert result.returncode == 2
-    assert "no checkpoint" in result.stderr
+    assert "no complete checkpoint" in result.stderr
 
 
 def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tmp_path, module_corpus):
