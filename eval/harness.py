@@ -84,17 +84,15 @@ def run_evaluation(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate and return the report (see the module docstring)."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import textdiff  # noqa: F401  (registers the Auto classes)
     from eval.fluency import sample_autoregressive, score_framed, teacher_score
     from eval.likelihood import likelihood_bound
     from textdiff.data import frame_sequences, load_corpus
-    from textdiff.tokenization import check_tokenizer_matches
+    from textdiff.loading import load_pretrained
 
-    model = AutoModel.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    check_tokenizer_matches(tokenizer, model.config.vocab_size)
+    model, tokenizer = load_pretrained(model_dir)
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     baseline = AutoModelForCausalLM.from_pretrained(baseline_dir).eval() if baseline_dir else teacher

@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration import TextDiffusionConfig
 from .generation import GenerationOutput, generate
+from .loading import load_pretrained
 from .losses import DiffusionLMLoss, LossOutput
 from .modeling import DenoiserOutput, TextDiffusionModel
 from .samplers import SAMPLERS, DDIMSampler, DDPMSampler, DPMSolverSampler, Sampler, SamplerOutput
@@ -34,5 +35,6 @@ __all__ = [
     "TextDiffusionConfig",
     "TextDiffusionModel",
     "generate",
+    "load_pretrained",
     "train_tokenizer",
 ]

@@ -43,14 +43,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _load(directory: str, device: str | None):
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    import textdiff  # noqa: F401  (registers the Auto classes)
-    from textdiff.tokenization import check_tokenizer_matches
+    from textdiff.loading import load_pretrained
 
-    model = AutoModel.from_pretrained(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    check_tokenizer_matches(tokenizer, model.config.vocab_size)
+    model, tokenizer = load_pretrained(directory)
     if device:
         model.to(torch.device(device))
     return model, tokenizer

@@ -7,13 +7,13 @@ The data walk: corpus → tokenizer → `[START] w_1 … w_n [END]` → either p
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from pathlib import Path
 
 import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from .utils import hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,28 @@ def _local_builder(path: Path) -> str:
     return LOCAL_FORMATS[suffix]
 
 
+def _check_utf8(path: Path) -> None:
+    """Raise `ValueError` at the first byte sequence that is not UTF-8 (datasets would silently replace it)."""
+    import bz2
+    import codecs
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix, open)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path} is not UTF-8 text: byte {offset + error.start} ({chunk[error.start : error.start + 1]!r}) "
+                    "cannot be decoded. Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+                ) from None
+            offset += len(chunk)
+
+
 def _split_file(directory: Path, split: str) -> Path:
     matches = sorted(p for p in directory.iterdir() if p.name.split(".")[0] == split)
     if not matches:
@@ -37,16 +59,6 @@ def _split_file(directory: Path, split: str) -> Path:
             f"No file for split {split!r} in {directory}; expected e.g. {split}.jsonl, {split}.csv or {split}.txt."
         )
     return matches[0]
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.Dataset:
@@ -64,6 +76,8 @@ def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.
         builder = _local_builder(data_file)
         if data_file.stat().st_size == 0:
             raise ValueError(f"{data_file} is empty; a corpus needs at least one sentence.")
+        if builder != "parquet":
+            _check_utf8(data_file)
         try:
             dataset = datasets.load_dataset(builder, data_files={split: str(data_file)}, split=split)
         except Exception as error:  # datasets raises many types for unreadable files; name the file instead
@@ -73,7 +87,7 @@ def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.
             ) from error
     elif source.startswith((".", "/")) or source.endswith(tuple(LOCAL_FORMATS)):
         raise ValueError(f"Data path {source!r} does not exist; point data.dataset at a local directory or file.")
-    elif not _hub_reachable():
+    elif not hub_reachable():
         raise ValueError(
             f"Cannot load {source!r} from the datasets hub: the hub is unreachable (offline). Point data.dataset "
             "at local files instead: a directory with train.jsonl / validation.jsonl (one JSON object per line "
