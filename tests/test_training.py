@@ -259,3 +259,21 @@ def test_cli_prompt_infill_show_steps_and_visualize(trained, tmp_path):
     for suffix in ("svg", "html"):
         run([*base, "visualize", "--model", model_dir, "--steps", "4", "--output", str(tmp_path / f"t.{suffix}")])
         assert (tmp_path / f"t.{suffix}").stat().st_size > 500
+
+
+def test_export_a_checkpoint_as_ema_or_consolidated_raw_weights(trained, tmp_path):
+    import textdiff
+
+    tmp, _ = trained
+    checkpoint = tmp / "run" / "checkpoints" / "step00000006"
+    base = [sys.executable, "-m", "textdiff.cli", "export", "--checkpoint", str(checkpoint)]
+    run([*base, "--output", str(tmp_path / "ema")])
+    run([*base, "--output", str(tmp_path / "raw"), "--weights", "raw"])
+    final = load_file(tmp / "run" / "model" / "model.safetensors")
+    ema = load_file(tmp_path / "ema" / "model.safetensors")
+    raw = load_file(tmp_path / "raw" / "model.safetensors")
+    for name in final:
+        torch.testing.assert_close(ema[name], final[name])  # the run's export is the last checkpoint's EMA
+    assert any(not torch.allclose(raw[name], final[name]) for name in final)  # raw weights are not the EMA
+    model, tokenizer = textdiff.load_pretrained(str(tmp_path / "raw"))
+    assert model.generate(num_inference_steps=3, seed=0).shape == (1, 16)

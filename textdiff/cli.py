@@ -131,6 +131,13 @@ def _train_teacher(rest: list[str]) -> int:
     return 0
 
 
+def _export(rest: list[str]) -> int:
+    from train.export import main as export_main
+
+    print(f"Exported to {export_main(rest)}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -171,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    commands.add_parser(
+        "export",
+        help="a checkpoint (EMA or zero_to_fp32-consolidated raw weights) as a HF model directory",
+        add_help=False,
+    )
     ev = commands.add_parser("eval", help="teacher perplexity, NLL bound, diversity and overlap vs AR and humans")
     ev.add_argument("--model", required=True, help="the diffusion model's directory")
     ev.add_argument("--teacher", required=True, help="a causal LM directory with the same vocabulary")
@@ -222,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(argv[1:])
         if argv and argv[0] == "train-teacher":
             return _train_teacher(argv[1:])
+        if argv and argv[0] == "export":
+            return _export(argv[1:])
         args = parser.parse_args(argv)
         return {"eval": _eval, "visualize": _visualize, "generate": _generate}[args.command](args)
     except (ValueError, FloatingPointError) as error:

@@ -98,6 +98,22 @@ class TransformerBlock(nn.Module):
         return hidden + self.dropout(self.mlp(self.mlp_norm(hidden)))
 
 
+class TiedRounding(nn.Module):
+    """Rounding logits x · Eᵀ through the model's own embedding matrix E (no parameters of its own).
+
+    A module (rather than a method) so that DeepSpeed ZeRO-3, which gathers a partitioned parameter only around
+    the forward of a module that uses it, can be told about E with `register_external_parameter`.
+    """
+
+    def __init__(self, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self._embedding = [embedding]  # a plain list: E stays registered once, under word_embeddings
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) -> (B, L, V)."""
+        return x @ self._embedding[0].weight.transpose(0, 1)
+
+
 class TextDiffusionPreTrainedModel(PreTrainedModel):
     config_class = TextDiffusionConfig
     base_model_prefix = "textdiff"
@@ -121,6 +137,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         super().__init__(config)
         hidden, dim = config.hidden_size, config.embedding_dim
         self.word_embeddings = nn.Embedding(config.vocab_size, dim)
+        self.rounding = TiedRounding(self.word_embeddings)
         in_dim = 2 * dim if config.self_conditioning else dim
         self.input_up_proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
@@ -140,7 +157,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Rounding logits x · Eᵀ: (B, L, d) -> (B, L, V). Trained with cross-entropy (the paper's L_round)."""
-        return x @ self.word_embeddings.weight.T
+        return self.rounding(x)
 
     def nearest_token_distances(self, x: torch.Tensor) -> torch.Tensor:
         """Squared L2 distances ‖x − e_v‖² to every embedding: (B, L, d) -> (B, L, V)."""

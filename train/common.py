@@ -139,9 +139,23 @@ def check_finite(loss: torch.Tensor, dist: DistInfo, step: int, checkpoints: Che
         )
 
 
-def step_seed(seed: int, step: int, rank: int, micro: int) -> int:
-    """A seed that is a pure function of the position in training, so a resumed run draws the same noise."""
-    return ((seed * 1_000_003 + step) * 1_009 + rank * 31 + micro) % (2**63)
+def step_seed(seed: int, step: int, shard: int) -> int:
+    """A seed that is a pure function of the position in training, so a resumed run draws the same noise.
+
+    `shard` = rank × gradient_accumulation_steps + micro-batch index: the position of the micro batch within the
+    global batch, so 1 process accumulating 2 micro batches and 2 processes with 1 each draw the same noise for
+    the same examples.
+    """
+    return ((seed * 1_000_003 + step) * 1_009 + shard) % (2**63)
+
+
+def global_mean(values: dict[str, float], dist: DistInfo, device: torch.device) -> dict[str, float]:
+    """The mean over ranks of per-rank scalars (what the logs report for the whole global batch)."""
+    if dist.world_size == 1:
+        return values
+    tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return {name: value / dist.world_size for name, value in zip(values, tensor.tolist())}
 
 
 def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[str, Any]:
@@ -242,10 +256,11 @@ class CheckpointManager:
     file, fsync, rename). Resuming reads `latest`, or falls back to the newest complete checkpoint.
     """
 
-    def __init__(self, directory: Path, keep: int, dist: DistInfo) -> None:
+    def __init__(self, directory: Path, keep: int, dist: DistInfo, model_config=None) -> None:
         self.directory = directory
         self.keep = keep
         self.dist = dist
+        self.model_config = model_config  # saved in each checkpoint, so `textdiff export` can rebuild the model
 
     @staticmethod
     def tag(step: int) -> str:
@@ -262,6 +277,8 @@ class CheckpointManager:
         if self.dist.rank == 0:
             (self.directory / tag).mkdir(parents=True, exist_ok=True)
             save_file(ema.state_dict(), self.directory / tag / "ema.safetensors")
+            if self.model_config is not None:
+                self.model_config.to_json_file(self.directory / tag / "config.json")
         barrier(self.dist)
         engine.save_checkpoint(str(self.directory), tag=tag, client_state={"step": step}, save_latest=False)
         barrier(self.dist)

@@ -31,6 +31,7 @@ from train.common import (
     build_deepspeed_config,
     check_finite,
     cleanup_distributed,
+    global_mean,
     load_or_train_tokenizer,
     load_run_config,
     rank_zero_first,
@@ -110,9 +111,11 @@ def main(argv: list[str] | None = None) -> Path:
     # 5. The DeepSpeed engine (optimiser and learning-rate schedule come from the DeepSpeed config).
     import deepspeed
 
+    if ds_config.get("zero_optimization", {}).get("stage") == 3:  # the rounding head reads E outside its forward
+        deepspeed.zero.register_external_parameter(model.rounding, model.word_embeddings.weight)
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
     ema = ExponentialMovingAverage(engine, train_cfg.ema_decay)
-    checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist)
+    checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist, model_config)
     start_step = 0
     if args.resume:
         start_step = checkpoints.load(engine, ema)
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> Path:
         rank_batch = train_ids[order.indices(step, dist.rank, dist.world_size)]  # (G / world, L)
         terms = {"loss": 0.0, "mse": 0.0, "rounding": 0.0, "prior": 0.0}
         for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
-            seed = step_seed(train_cfg.seed, step, dist.rank, micro)
+            seed = step_seed(train_cfg.seed, step, dist.rank * train_cfg.gradient_accumulation_steps + micro)
             torch.manual_seed(seed)  # dropout; the loss draws t and noise from its own generator
             out = objective(engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed))
             check_finite(out.loss, dist, step, checkpoints)
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
             for name in terms:
                 terms[name] += getattr(out, name).item() / train_cfg.gradient_accumulation_steps
         ema.update(engine, step + 1)
+        terms = global_mean(terms, dist, device)
         done = step + 1
         progress.set_postfix(loss=f"{terms['loss']:.3f}", mse=f"{terms['mse']:.3f}", ce=f"{terms['rounding']:.3f}")
         if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:

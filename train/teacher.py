@@ -29,6 +29,7 @@ from train.common import (
     build_deepspeed_config,
     check_finite,
     cleanup_distributed,
+    global_mean,
     load_run_config,
     rank_zero_first,
     setup_distributed,
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
     ema = ExponentialMovingAverage(engine, train_cfg.ema_decay)
-    checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist)
+    checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist, config)
     start_step = checkpoints.load(engine, ema) if args.resume else 0
     metrics = MetricsLog(output_dir / "metrics.jsonl", dist, append=args.resume)
     if dist.rank == 0:
@@ -120,13 +121,16 @@ def main(argv: list[str] | None = None) -> Path:
         rank_batch = train_ids[order.indices(step, dist.rank, dist.world_size)]
         total = 0.0
         for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
-            torch.manual_seed(step_seed(train_cfg.seed, step, dist.rank, micro))
+            torch.manual_seed(
+                step_seed(train_cfg.seed, step, dist.rank * train_cfg.gradient_accumulation_steps + micro)
+            )
             loss = causal_lm_loss(engine, input_ids.to(engine.device), tokenizer.pad_token_id)
             check_finite(loss, dist, step, checkpoints)
             engine.backward(loss)
             engine.step()
             total += loss.item() / train_cfg.gradient_accumulation_steps
         ema.update(engine, step + 1)
+        total = global_mean({"loss": total}, dist, engine.device)["loss"]
         done = step + 1
         progress.set_postfix(loss=f"{total:.3f}")
         if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:
