@@ -124,3 +124,21 @@ def test_callback_sees_every_step(tiny_model):
 def test_bad_prompts_are_clear_errors(tiny_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_model.generate(**kwargs)
+
+
+def test_saved_generation_config_sets_the_defaults(tmp_path, tiny_model):
+    from transformers import GenerationConfig
+
+    import textdiff
+    from textdiff.tokenization import train_tokenizer
+
+    tokenizer = train_tokenizer([" ".join(f"w{i}" for i in range(96))], "word", min_frequency=1)
+    tiny_model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    GenerationConfig(sampler="ddim", num_inference_steps=3, clamp=False).save_pretrained(tmp_path)
+    model, _ = textdiff.load_pretrained(str(tmp_path))
+    out = model.generate(seed=0, return_dict_in_generate=True)
+    assert out.timesteps.tolist() == [99, 50, 0]  # 3 steps from the saved config
+    explicit = model.generate(seed=0, sampler="ddim", num_inference_steps=3, clamp=False)
+    assert torch.equal(out.sequences, explicit)
+    assert model.generate(seed=0, num_inference_steps=5, return_dict_in_generate=True).timesteps.shape == (5,)

@@ -29,7 +29,7 @@ def _generate(args: argparse.Namespace) -> int:
         max_length=None if args.infill else args.max_length,
         num_inference_steps=args.steps,
         sampler=args.sampler,
-        clamp=not args.no_clamp,
+        clamp=False if args.no_clamp else None,
         seed=args.seed,
         return_dict_in_generate=True,
         **known,
@@ -103,7 +103,8 @@ def _visualize(args: argparse.Namespace) -> int:
         return_dict_in_generate=True,
     )
     trajectory = Trajectory.from_output(output, tokenizer)
-    title = f"{args.sampler}, {args.steps} steps, seed {args.seed}"
+    sampler = args.sampler or getattr(getattr(model, "generation_config", None), "sampler", None) or "ddpm"
+    title = f"{sampler}, {len(output.timesteps)} steps, seed {args.seed}"
     output_path = Path(args.output)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix == ".svg":
@@ -202,9 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="decode text from noise with a saved model")
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
     gen.add_argument("--num-samples", type=int, default=10)
-    gen.add_argument("--steps", type=int, default=200, help="denoising steps (respaced from the training steps)")
+    gen.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps, respaced from the training steps (default: the model's saved setting, or 200)",
+    )
     gen.add_argument("--max-length", type=int, default=None, help="positions to decode (default: the model's)")
-    gen.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "dpm-solver++"])
+    gen.add_argument(
+        "--sampler",
+        default=None,
+        choices=["ddpm", "ddim", "dpm-solver++"],
+        help="default: the model's saved setting, or ddpm",
+    )
     gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
@@ -217,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")
     vis.add_argument("--model", required=True)
     vis.add_argument("--output", required=True, help="trajectory.svg or trajectory.html")
-    vis.add_argument("--steps", type=int, default=200)
-    vis.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim", "dpm-solver++"])
+    vis.add_argument("--steps", type=int, default=None)
+    vis.add_argument("--sampler", default=None, choices=["ddpm", "ddim", "dpm-solver++"])
     vis.add_argument("--seed", type=int, default=0)
     vis.add_argument("--prompt", default=None)
     vis.add_argument("--rows", type=int, default=16, help="steps shown in the SVG heatmap")

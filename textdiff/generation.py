@@ -62,9 +62,9 @@ def generate(
     model: TextDiffusionModel,
     num_return_sequences: int = 1,
     max_length: int | None = None,
-    num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
-    sampler: str | Sampler = "ddpm",
-    clamp: bool = True,
+    num_inference_steps: int | None = None,
+    sampler: str | Sampler | None = None,
+    clamp: bool | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     return_dict_in_generate: bool = False,
@@ -81,6 +81,8 @@ def generate(
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
         num_inference_steps: Number of denoising steps, respaced evenly over the T training steps.
+            `num_inference_steps`, `sampler` and `clamp` left as None come from the model's saved generation config
+            (`generation_config.json`, see `load_pretrained`), else 200, "ddpm" and True.
         sampler: Name of the reverse-process sampler ("ddpm", "ddim", "dpm-solver++"; see
             `textdiff.samplers.SAMPLERS`), or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
         clamp: Apply the clamping trick (snap x̂0 to the nearest word embedding) at every step.
@@ -99,6 +101,10 @@ def generate(
         (B, L) token ids for `tokenizer.batch_decode(ids, skip_special_tokens=True)`, or a `GenerationOutput`.
     """
     config = model.config
+    saved = getattr(model, "generation_config", None)
+    num_inference_steps = _default(num_inference_steps, saved, "num_inference_steps", DEFAULT_INFERENCE_STEPS)
+    sampler = _default(sampler, saved, "sampler", "ddpm")
+    clamp = _default(clamp, saved, "clamp", True)
     if input_ids is not None and infill_mask is None and max_new_tokens is not None:
         if max_length is not None:
             raise ValueError("Pass either `max_length` or `max_new_tokens`, not both.")
@@ -222,3 +228,11 @@ def _known_positions(
     if infill_mask.shape[0] not in (1, batch):
         raise ValueError(f"infill_mask must have 1 or {batch} rows, got {infill_mask.shape[0]}.")
     return ~infill_mask.expand(batch, -1), input_ids.clone()
+
+
+def _default(value, saved, name: str, fallback):
+    """The argument if given, else the saved generation config's value, else the library default."""
+    if value is not None:
+        return value
+    saved_value = getattr(saved, name, None) if saved is not None else None
+    return fallback if saved_value is None else saved_value

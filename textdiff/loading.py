@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
 from .modeling import TextDiffusionModel
 from .tokenization import check_tokenizer_matches
@@ -49,6 +49,8 @@ def load_pretrained(
         raise
     if not isinstance(model, TextDiffusionModel):
         raise ValueError(f"{name_or_path} holds a {type(model).__name__}, not a textdiff model.")
+    if path.is_dir() and (path / "generation_config.json").is_file():  # decoding defaults saved with the model
+        model.generation_config = GenerationConfig.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or name_or_path)
     check_tokenizer_matches(tokenizer, model.config.vocab_size)
     return model.eval(), tokenizer

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionConfig, TextDiffusionModel
 from textdiff.data import BatchOrder, frame_sequences, load_corpus
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> Path:
         exported.load_state_dict(ema.state_dict())
         exported.save_pretrained(export_dir)
         tokenizer.save_pretrained(export_dir)
+        GenerationConfig(sampler="ddpm", num_inference_steps=train_cfg.sample_steps, clamp=True).save_pretrained(
+            export_dir
+        )
         logger.info("Exported the EMA model to %s.", export_dir)
         if train_cfg.num_samples:
             ids = exported.generate(
