@@ -39,6 +39,14 @@ training:
 """
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def train(workdir: Path, name: str, steps: int, processes: int, stage: int) -> Path:
     config = workdir / f"{name}.yaml"
     config.write_text(CONFIG.format(output=workdir / name, steps=steps, accumulation=2 // processes))

@@ -4,8 +4,8 @@
     python train/export.py --checkpoint runs/e2e-tiny/checkpoints/step00002000 --weights raw --output raw/
 
 `--weights ema` (default) takes the checkpoint's EMA weights (ema.safetensors). `--weights raw` takes the
-optimiser's fp32 master weights, consolidated from the DeepSpeed shards with `zero_to_fp32` (any ZeRO stage,
-any number of ranks). The run's tokenizer (`OUTPUT_DIR/tokenizer`, two levels above the checkpoint) is copied
+trained weights themselves: under ZeRO 1-3 the fp32 master weights consolidated from the DeepSpeed shards with
+`zero_to_fp32` (any number of ranks); under ZeRO-0 the module's weights (`torch.load(weights_only=True)`). The run's tokenizer (`OUTPUT_DIR/tokenizer`, two levels above the checkpoint) is copied
 unless `--tokenizer` names another.
 """
 
@@ -33,10 +33,14 @@ def export(checkpoint: Path, output: Path, weights: str = "ema", tokenizer: Path
     model = model_class.from_config(config)
     if weights == "ema":
         state = load_file(checkpoint / "ema.safetensors")
-    else:
+    elif any(checkpoint.glob("*zero_pp_rank_*_optim_states.pt")):  # ZeRO 1-3: fp32 weights live in the shards
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         state = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint.parent), tag=checkpoint.name)
+    else:  # ZeRO-0: the module's own (fp32) weights; tensors only, no pickled objects are run
+        import torch
+
+        state = torch.load(checkpoint / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)["module"]
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {key for key in missing if key.endswith("lm_head.weight")}  # a tied head has no weights of its own
     if set(missing) - tied or unexpected:
