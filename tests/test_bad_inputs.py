@@ -3,6 +3,8 @@ hypothesis fuzz of `generate`'s arguments."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -235,3 +237,28 @@ def test_fuzzed_generate_arguments_either_work_or_raise_value_error(
     assert int(ids.min()) >= 0 and int(ids.max()) < tiny_model.config.vocab_size
     if prompt:
         assert ids[:, : len(prompt)].tolist() == [prompt] * sequences
+
+
+def test_a_corpus_that_frames_to_nothing_leaves_no_output(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_training import REPO
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "train.jsonl").write_text(json.dumps({"text": "a sentence far too long to fit"}) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"data: {{dataset: {tmp_path / 'corpus'}, seq_len: 4, eval_split: null}}\n"
+        f"tokenizer: {{min_frequency: 1}}\ntraining: {{output_dir: {tmp_path / 'out'}}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "textdiff.cli", "train", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    assert result.returncode == 2 and "raise data.seq_len" in result.stderr
+    assert not (tmp_path / "out").exists()

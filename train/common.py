@@ -194,8 +194,9 @@ def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[s
 def load_or_train_tokenizer(
     run: RunConfig, corpus: datasets.Dataset, path: Path, dist: DistInfo, *, resume: bool
 ) -> PreTrainedTokenizerBase:
-    """The run's tokenizer: loaded from tokenizer.path, or (resuming) from the run's own copy, or trained on the
-    training split by rank 0 and saved to `path` for the other ranks and for resumption."""
+    """The run's tokenizer: loaded from tokenizer.path, or (resuming) from the run's own copy at `path`, or trained
+    on the training split by rank 0 (which saves it to `path` once the data is framed; the other ranks, which
+    come after rank 0, load it from there)."""
     if run.tokenizer.path:
         return AutoTokenizer.from_pretrained(run.tokenizer.path)
     if dist.rank == 0 and not (resume and path.is_dir()):
@@ -206,7 +207,6 @@ def load_or_train_tokenizer(
             vocab_size=run.tokenizer.vocab_size,
             model_max_length=run.data.seq_len,
         )
-        tokenizer.save_pretrained(path)
         logger.info("Trained a %s tokenizer with %d entries.", run.tokenizer.kind, len(tokenizer))
         return tokenizer
     return AutoTokenizer.from_pretrained(path)

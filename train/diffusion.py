@@ -61,13 +61,12 @@ def main(argv: list[str] | None = None) -> Path:
     ds_config = build_deepspeed_config(train_cfg, dist)
     torch.manual_seed(train_cfg.seed)
 
-    # 2. Tokenizer: trained on the training split once (rank 0), saved, reloaded by every rank.
+    # 2. Tokenizer and data: rank 0 trains the tokenizer on the training split and frames the corpus first (filling
+    # the datasets cache); it saves the tokenizer only once the data has proved usable, so a bad corpus leaves no
+    # output behind. The other ranks then load that tokenizer. The ids are held in memory as (N, L).
     with rank_zero_first(dist):
         train_text = load_corpus(run.data.dataset, run.data.train_split, run.data.text_column)
         tokenizer = load_or_train_tokenizer(run, train_text, output_dir / "tokenizer", dist, resume=args.resume)
-
-    # 3. Data: framed once (rank 0 fills the datasets cache first), then held in memory as (N, L) ids.
-    with rank_zero_first(dist):
         train_ids = frame_sequences(
             train_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
         )[:]["input_ids"]  # (N, L)
@@ -77,13 +76,15 @@ def main(argv: list[str] | None = None) -> Path:
             eval_ids = frame_sequences(
                 eval_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
             )[:]["input_ids"]  # (N, L)
+        if dist.rank == 0:
+            tokenizer.save_pretrained(output_dir / "tokenizer")
     global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
     order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
     logger.info(
         "Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch
     )
 
-    # 4. Model: the model config is built from the run config's model and diffusion sections.
+    # 3. Model: the model config is built from the run config's model and diffusion sections.
     model_config = TextDiffusionConfig(
         vocab_size=len(tokenizer),
         embedding_dim=run.model.embedding_dim,
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     logger.info("Denoiser: %.2fM parameters.", sum(p.numel() for p in model.parameters()) / 1e6)
 
-    # 5. The DeepSpeed engine (optimiser and learning-rate schedule come from the DeepSpeed config).
+    # 4. The DeepSpeed engine (optimiser and learning-rate schedule come from the DeepSpeed config).
     import deepspeed
 
     if ds_config.get("zero_optimization", {}).get("stage") == 3:  # the rounding head reads E outside its forward
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "run_config.json").write_text(json.dumps(run.to_dict(), indent=2))
 
-    # 6. The loop: one iteration = one optimiser step over gradient_accumulation_steps micro batches.
+    # 5. The loop: one iteration = one optimiser step over gradient_accumulation_steps micro batches.
     device = engine.device
     started = time.monotonic()
     progress = tqdm(
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> Path:
     progress.close()
     checkpoints.ensure(engine, ema, step + 1 if train_cfg.max_steps > start_step else start_step)
 
-    # 7. Export the EMA weights as a Hugging Face model, with the tokenizer, then write samples.
+    # 6. Export the EMA weights as a Hugging Face model, with the tokenizer, then write samples.
     export_dir = output_dir / "model"
     if dist.rank == 0:
         exported = TextDiffusionModel(model_config)
