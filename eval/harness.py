@@ -122,7 +122,7 @@ def run_evaluation(
     ar_seconds = time.perf_counter() - started
 
     # 2. Held-out NLL: the diffusion bound and the AR model's exact NLL on the same sentences.
-    held_out = corpus.select(range(min(nll_sentences, len(corpus))))
+    held_out = corpus.select(sorted(order[: min(nll_sentences, len(order))]))  # a random subset, not the first MRs
     framed = frame_sequences(held_out, tokenizer, model.config.max_position_embeddings, text_column=text_column)
     framed_ids = framed[:]["input_ids"]
     bound = likelihood_bound(
