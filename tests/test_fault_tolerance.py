@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -52,23 +53,29 @@ def test_kill_at_random_points_then_resume_reproduces_the_uninterrupted_run(tmp_
     run([sys.executable, "train/diffusion.py", "--config", str(straight)])
 
     killed = _config(tmp_path, module_corpus, "killed")
+    metrics = tmp_path / "killed" / "metrics.jsonl"
     rng = random.Random(int(os.environ.get("TEXTDIFF_KILL_SEED", "0")))
-    kills = 0
-    for attempt in range(8):
+    kills, reached = 0, 0
+    for attempt in range(3):
         resume = (tmp_path / "killed" / "checkpoints" / "latest").is_file()
         command = [sys.executable, "train/diffusion.py", "--config", str(killed)] + (["--resume"] if resume else [])
         process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if attempt < 2:  # kill the first two runs at a random moment, then let one finish
-            time.sleep(rng.uniform(6.0, 14.0))
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                kills += 1
+        if attempt < 2:  # kill the first two runs at a random point of their progress, then let one finish
+            target = rng.randint(reached + 15, 380)
+            deadline = time.monotonic() + 300
+            while process.poll() is None and time.monotonic() < deadline:
+                lines = metrics.read_text().splitlines() if metrics.is_file() else []
+                if lines and json.loads(lines[-1]).get("step", 0) >= target:
+                    os.kill(process.pid, signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.02)
             process.wait()
+            reached = target
             continue
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr.decode()[-3000:]
-        break
-    assert kills >= 1
+    assert kills == 2
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
     for name in a:
