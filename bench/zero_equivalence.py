@@ -39,15 +39,9 @@ training:
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def train(workdir: Path, name: str, steps: int, processes: int, stage: int) -> Path:
+    from train.common import free_port
+
     config = workdir / f"{name}.yaml"
     config.write_text(CONFIG.format(output=workdir / name, steps=steps, accumulation=2 // processes))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
@@ -55,7 +49,7 @@ def train(workdir: Path, name: str, steps: int, processes: int, stage: int) -> P
     command = (
         [sys.executable, *script]
         if processes == 1
-        else ["deepspeed", "--num_gpus", "2", "--master_port", str(29600 + stage), *script]
+        else ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), *script]
     )
     subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
     return workdir / name

@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from train.common import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_RUN = """
@@ -37,14 +39,6 @@ training:
   sample_steps: 4
   threads: 1
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -171,7 +165,7 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
         "--num_gpus",
         "2",
         "--master_port",
-        "29531",
+        str(free_port()),
         "train/diffusion.py",
         "--config",
         str(config),
