@@ -7,13 +7,14 @@ over words and PTB tags (from the bundled NLTK tagger, the same tags it sees at 
 normalised as in evalb-style scoring: function tags stripped (NP-SBJ → NP), unary chains kept by their top
 label, preterminals and the root dropped.
 
-    python -m eval.span_parser --gum ../shared/data/gum_const --output data/span_oracle   # train + held-out F1
+    python -m eval.span_parser --gum ../shared/data/gum_const --output ~/.cache/textdiff/span_oracle   # train + held-out F1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-SPAN_DATA = Path(__file__).resolve().parents[1] / "data" / "span_oracle"
+# The trained oracle is a cache, not part of the repository: built from GUM on first use (≈ 3 min on one core).
+SPAN_DATA = Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / "span_oracle"
+GUM = Path(os.environ.get("TEXTDIFF_GUM", Path(__file__).resolve().parents[2] / "shared" / "data" / "gum_const"))
 NULL, UNK, BOUNDARY = "∅", "<unk>", "<s>"
 
 
@@ -159,6 +162,14 @@ class SpanOracle:
         from safetensors.torch import load_file
 
         from eval.oracles import PosOracle
+
+        if not (directory / "model.safetensors").is_file():
+            if not GUM.is_dir():
+                raise ValueError(
+                    f"No span oracle in {directory} and no GUM trees at {GUM} to train one; set TEXTDIFF_GUM to a "
+                    "folder of GUM .ptb files (or run python -m eval.span_parser --gum DIR --output DIR)."
+                )
+            train(GUM, directory)
 
         meta = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
         self.vocab = Vocab(meta["words"], meta["tags"], meta["labels"])

@@ -1,6 +1,6 @@
 """Syntax-span control success (Diffusion-LM, §7.1): the share of target spans (start, end, label) found in the
 oracle parse of the generated text. The oracle is textdiff's span parser trained on GUM (eval/span_parser.py,
-held-out labelled span F1 in data/span_oracle/heldout.json)."""
+held-out labelled span F1 in its heldout.json; trained on first use)."""
 
 import datasets
 import evaluate
