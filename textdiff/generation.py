@@ -147,8 +147,12 @@ def generate(
     for step, t in enumerate(reverse.timesteps.tolist()):
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
         pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
-        probabilities = (-model.nearest_token_distances(pred_x0)).softmax(-1)  # (B, L, V)
-        step_confidence, ids = probabilities.max(-1)  # (B, L) each: the rounding is the nearest embedding
+        distances = model.nearest_token_distances(pred_x0)  # (B, L, V)
+        ids = distances.argmin(-1)  # (B, L): rounding to the nearest embedding
+        # The rounding probability softmax(−distance) of the chosen word, only when the history is returned.
+        step_confidence = (
+            (-distances).softmax(-1).amax(-1) if return_dict_in_generate else torch.ones_like(ids, dtype=x.dtype)
+        )
         if clamp:
             pred_x0 = model.embed(ids)
         if known is not None:
