@@ -12,28 +12,9 @@ import gzip
 import json
 from pathlib import Path
 
-POS_DATA = Path(__file__).resolve().parents[1] / "data" / "pos_oracle"
+from textdiff.guidance.controls import UPOS_TO_UNIVERSAL
 
-# UD's 17 UPOS tags -> the 12 universal tags (AUX is a verb; SCONJ an adposition, as PTB's IN maps to ADP).
-UPOS_TO_UNIVERSAL = {
-    "ADJ": "ADJ",
-    "ADP": "ADP",
-    "ADV": "ADV",
-    "AUX": "VERB",
-    "CCONJ": "CONJ",
-    "DET": "DET",
-    "INTJ": "X",
-    "NOUN": "NOUN",
-    "NUM": "NUM",
-    "PART": "PRT",
-    "PRON": "PRON",
-    "PROPN": "NOUN",
-    "PUNCT": ".",
-    "SCONJ": "ADP",
-    "SYM": "X",
-    "VERB": "VERB",
-    "X": "X",
-}
+POS_DATA = Path(__file__).resolve().parents[1] / "data" / "pos_oracle"
 
 
 class PosOracle:

@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration import TextDiffusionConfig
 from .generation import GenerationOutput, generate
+from .guidance import FieldValue, LatentClassifier, LatentClassifierConfig, Length, PartsOfSpeech, Spans
 from .loading import load_pretrained
 from .losses import DiffusionLMLoss, LossOutput
 from .modeling import DenoiserOutput, TextDiffusionModel
@@ -27,11 +28,17 @@ __all__ = [
     "DPMSolverSampler",
     "DenoiserOutput",
     "DiffusionLMLoss",
+    "FieldValue",
     "GenerationOutput",
+    "LatentClassifier",
+    "LatentClassifierConfig",
+    "Length",
     "LossOutput",
     "NoiseSchedule",
+    "PartsOfSpeech",
     "Sampler",
     "SamplerOutput",
+    "Spans",
     "TextDiffusionConfig",
     "TextDiffusionModel",
     "generate",

@@ -3,6 +3,7 @@
 textdiff train --config configs/e2e-tiny.yaml [--deepspeed configs/deepspeed/zero2.json] [--resume]
 textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
 textdiff train-teacher --config configs/e2e-tiny.yaml --tokenizer runs/e2e-tiny/model
+textdiff train-classifier --model runs/e2e-tiny/model --task pos
 textdiff eval --model runs/e2e-tiny/model --teacher runs/e2e-tiny-teacher/model --num-samples 200
 """
 
@@ -132,6 +133,13 @@ def _train_teacher(rest: list[str]) -> int:
     return 0
 
 
+def _train_classifier(rest: list[str]) -> int:
+    from train.classifier import main as classifier_main
+
+    print(f"Saved to {classifier_main(rest)}")
+    return 0
+
+
 def _export(rest: list[str]) -> int:
     from train.export import main as export_main
 
@@ -179,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    commands.add_parser(
+        "train-classifier",
+        help="train a classifier on noisy latents (field_value, pos, spans) for guided generation",
+        add_help=False,
+    )
     commands.add_parser(
         "export",
         help="a checkpoint (EMA or zero_to_fp32-consolidated raw weights) as a HF model directory",
@@ -245,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(argv[1:])
         if argv and argv[0] == "train-teacher":
             return _train_teacher(argv[1:])
+        if argv and argv[0] == "train-classifier":
+            return _train_classifier(argv[1:])
         if argv and argv[0] == "export":
             return _export(argv[1:])
         args = parser.parse_args(argv)

@@ -13,6 +13,9 @@ Prompts and infilling keep known tokens fixed: at every step their x̂0 is their
 step their latent is replaced by a fresh sample of q(x_s | EMB(w)) at the new timestep (Diffusion-LM's infilling;
 RePaint without resampling), so the unknown positions are denoised in context and the known ones come out
 unchanged.
+
+Controls (`textdiff.guidance`) steer the loop in two ways: `Length` fixes END and PAD as known tokens, and the
+others add classifier guidance, a few gradient steps on each step's sample x_{t−1} (`ClassifierGuidance`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .guidance import ClassifierGuidance, Control, LatentClassifier, Length, load_classifiers
 from .modeling import TextDiffusionModel
 from .samplers import SAMPLERS, Sampler
 from .schedules import NoiseSchedule
@@ -72,6 +76,12 @@ def generate(
     infill_mask: torch.Tensor | None = None,
     max_new_tokens: int | None = None,
     callback_on_step_end: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+    controls: list[Control] | list[list[Control]] | None = None,
+    classifiers: dict[str, LatentClassifier] | None = None,
+    guidance_scale: float = 1.0,
+    guidance_steps: int = 3,
+    guidance_step_size: float = 0.1,
+    fluency_weight: float = 0.01,
 ) -> torch.Tensor | GenerationOutput:
     """Generate text by parallel denoising from pure noise.
 
@@ -96,6 +106,14 @@ def generate(
         max_new_tokens: With a prompt: decode P + max_new_tokens positions (instead of `max_length`).
         callback_on_step_end: Called after every step as `callback(step, t, latents, pred_x0)` with the step's
             index, its training timestep, the new latents x_s (B, L, d) and the x̂0 it used (B, L, d).
+        controls: Targets for the text (`textdiff.guidance`: `FieldValue`, `PartsOfSpeech`, `Spans`, `Length`): one
+            list for every row, or one list per row (B lists). Controls of different kinds compose.
+        classifiers: {task: `LatentClassifier`} for the controls; by default those saved beside the model
+            (`<model>/classifiers/<task>`, written by `textdiff train-classifier`).
+        guidance_scale: Weight w of the classifiers' log-probabilities in the guidance objective.
+        guidance_steps: K, gradient (Adagrad) steps on the latent after each denoising step (0: no guidance).
+        guidance_step_size: η, the Adagrad step size.
+        fluency_weight: λ, the weight of the fluency term ‖μ − x‖²/σ that keeps x likely under the step.
 
     Returns:
         (B, L) token ids for `tokenizer.batch_decode(ids, skip_special_tokens=True)`, or a `GenerationOutput`.
@@ -126,6 +144,34 @@ def generate(
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
     known, known_ids = _known_positions(input_ids, infill_mask, num_return_sequences, max_length, config.vocab_size)
+    guidance, words_only = None, None
+    if controls is not None:
+        rows = _rows_of_controls(controls, num_return_sequences)
+        if any(isinstance(c, Length) for row in rows for c in row):
+            if known is not None:
+                raise ValueError(
+                    "Length cannot be combined with input_ids or infill_mask; give the END position "
+                    "in the infilling request instead."
+                )
+            known, known_ids = _length_positions(rows, max_length, config)
+            # (B, L): the free positions of a row of fixed length must be words, not START, END or PAD.
+            words_only = ~known & known.any(-1, keepdim=True)
+        tasks = {c.task for row in rows for c in row if c.task is not None}
+        if classifiers is None and tasks:
+            classifiers = load_classifiers(model.name_or_path, tasks)
+        classifiers = classifiers or {}
+        for row in rows:
+            for control in row:
+                control.check(max_length, classifiers[control.task].config if control.task in classifiers else None)
+        if tasks:
+            guidance = ClassifierGuidance(
+                classifiers=classifiers,
+                targets=ClassifierGuidance.build_targets(rows, classifiers, max_length),
+                guidance_scale=guidance_scale,
+                num_steps=guidance_steps,
+                step_size=guidance_step_size,
+                fluency_weight=fluency_weight,
+            )
 
     if isinstance(sampler, Sampler):
         reverse = sampler
@@ -147,7 +193,7 @@ def generate(
     for step, t in enumerate(reverse.timesteps.tolist()):
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
         pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
-        distances = model.nearest_token_distances(pred_x0)  # (B, L, V)
+        distances = _ban_special(model.nearest_token_distances(pred_x0), words_only, config)  # (B, L, V)
         ids = distances.argmin(-1)  # (B, L): rounding to the nearest embedding
         # The rounding probability softmax(−distance) of the chosen word, only when the history is returned.
         step_confidence = (
@@ -163,9 +209,12 @@ def generate(
             self_cond = pred_x0
         history.append(ids)
         confidence.append(step_confidence)
-        x = reverse.step(pred_x0, t, x, generator=generator).prev_sample
+        out = reverse.step(pred_x0, t, x, generator=generator)
+        x = out.prev_sample
+        prev = reverse.previous_timestep(t)
+        if guidance is not None and guidance.active(step, len(reverse.timesteps)):
+            x = guidance(x, out.mean, out.std, prev)
         if known is not None:
-            prev = reverse.previous_timestep(t)
             fixed = known_x0 if prev < 0 else reverse.add_noise(known_x0, randn_like(known_x0, generator), prev)
             x = torch.where(known, fixed, x)
         if callback_on_step_end is not None:
@@ -173,7 +222,7 @@ def generate(
 
     model.train(was_training)
 
-    final = model.round(x)
+    final = _ban_special(model.nearest_token_distances(x), words_only, config).argmin(-1)  # (B, L) rounding
     if known is not None:
         final = torch.where(known[..., 0], known_ids, final)
     sequences = pad_after_eos(final, config.eos_token_id, config.pad_token_id)
@@ -185,6 +234,48 @@ def generate(
         history=pad_after_eos(torch.stack(history), config.eos_token_id, config.pad_token_id),
         confidence=torch.stack(confidence).float(),
     )
+
+
+def _ban_special(distances: torch.Tensor, words_only: torch.Tensor | None, config) -> torch.Tensor:
+    """Make START / END / PAD unreachable by rounding at the (B, L) `words_only` positions. distances: (B, L, V)."""
+    if words_only is None:
+        return distances
+    special = torch.zeros(distances.shape[-1], dtype=torch.bool, device=distances.device)
+    for token in (config.bos_token_id, config.eos_token_id, config.pad_token_id):
+        if token is not None:
+            special[token] = True
+    banned = words_only.to(distances.device)[..., None] & special  # (B, L, V)
+    return distances.masked_fill(banned, float("inf"))
+
+
+def _rows_of_controls(controls: list, batch: int) -> list[list[Control]]:
+    """Controls for every row (a list of `Control`) or per row (B lists) as B lists."""
+    if all(isinstance(c, Control) for c in controls):
+        return [list(controls)] * batch
+    if all(isinstance(row, (list, tuple)) and all(isinstance(c, Control) for c in row) for row in controls):
+        if len(controls) != batch:
+            raise ValueError(f"Got {len(controls)} lists of controls for num_return_sequences={batch} rows.")
+        return [list(row) for row in controls]
+    raise ValueError(
+        "controls must be a list of textdiff.guidance controls (FieldValue, PartsOfSpeech, Spans, Length), or one "
+        "such list per returned sequence."
+    )
+
+
+def _length_positions(rows: list[list[Control]], length: int, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known (B, L), ids (B, L)) fixing START, END and PAD for the rows with a `Length` control."""
+    known = torch.zeros(len(rows), length, dtype=torch.bool)
+    ids = torch.zeros(len(rows), length, dtype=torch.long)
+    for i, row in enumerate(rows):
+        lengths = [c for c in row if isinstance(c, Length)]
+        if len(lengths) > 1:
+            raise ValueError(f"Row {i} has {len(lengths)} Length controls; give one.")
+        if lengths:
+            lengths[0].check(length)
+            ids[i], known[i] = lengths[0].known_tokens(
+                length, config.bos_token_id, config.eos_token_id, config.pad_token_id
+            )
+    return known, ids
 
 
 def _known_positions(

@@ -55,7 +55,7 @@ class DDIMSampler(Sampler):
         # 2. Direction to x_s and its noise.
         variance = self.variance(t)
         direction = math.sqrt(max(1 - alpha_bar_prev - variance, 0.0)) * eps
-        prev_sample = math.sqrt(alpha_bar_prev) * pred_x0 + direction
-        if variance > 0:
-            prev_sample = prev_sample + math.sqrt(variance) * randn_like(sample, generator)
-        return SamplerOutput(prev_sample=prev_sample, pred_x0=pred_x0)
+        mean = math.sqrt(alpha_bar_prev) * pred_x0 + direction
+        std = math.sqrt(variance) if variance > 0 else 0.0
+        prev_sample = mean + std * randn_like(sample, generator) if std > 0 else mean
+        return SamplerOutput(prev_sample=prev_sample, pred_x0=pred_x0, mean=mean, std=std)

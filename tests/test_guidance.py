@@ -1,0 +1,208 @@
+"""Classifier-guided control on tiny models: the guidance step, length control, composition, every sampler,
+bad targets, and `textdiff train-classifier` end to end."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import E2E, tiny_config
+
+import textdiff
+from textdiff.guidance import (
+    ClassifierGuidance,
+    FieldValue,
+    LatentClassifier,
+    LatentClassifierConfig,
+    Length,
+    PartsOfSpeech,
+    Spans,
+    classifier_path,
+    load_classifiers,
+)
+
+POS_LABELS = ["START", "END", "PAD", "ADJ", "ADP", "ADV", "CONJ", "DET", "NOUN", "NUM", "PRT", "PRON", "VERB", ".", "X"]
+FIELDS = {"food": ["English", "Italian", "Japanese"], "area": ["city centre", "riverside"]}
+
+
+def classifier(task: str, **settings) -> LatentClassifier:
+    torch.manual_seed({"pos": 1, "field_value": 2, "spans": 3}[task])
+    config = LatentClassifierConfig(
+        task=task,
+        max_position_embeddings=12,
+        num_diffusion_steps=100,
+        hidden_size=32,
+        hidden_dropout_prob=0.0,
+        attention_dropout_prob=0.0,
+        initializer_range=0.2,
+        **settings,
+    )
+    return LatentClassifier(config).eval()
+
+
+@pytest.fixture(scope="module")
+def classifiers() -> dict[str, LatentClassifier]:
+    return {
+        "pos": classifier("pos", labels=POS_LABELS),
+        "field_value": classifier("field_value", fields=FIELDS),
+        "spans": classifier("spans", labels=["NONE", "NP", "PP", "VP"]),
+    }
+
+
+CONTROLS = [PartsOfSpeech(["DET", "NOUN", "VERB", "."]), FieldValue("food", "Italian"), Spans([(0, 1, "NP")])]
+
+
+def guidance_for(classifiers, controls, batch=6, **settings) -> ClassifierGuidance:
+    targets = ClassifierGuidance.build_targets([controls] * batch, classifiers, 12)
+    return ClassifierGuidance(classifiers={t: classifiers[t] for t in targets}, targets=targets, **settings)
+
+
+@pytest.mark.parametrize("task", ["pos", "field_value", "spans"])
+def test_a_guided_step_raises_the_classifiers_log_probability(classifiers, task):
+    control = next(c for c in CONTROLS if c.task == task)
+    guidance = guidance_for(classifiers, [control], fluency_weight=0.0)
+    x = torch.randn(6, 12, 16, generator=torch.Generator().manual_seed(0))
+    before = guidance.log_prob(x, 50)
+    after = guidance.log_prob(guidance(x, x, 1.0, 50), 50)
+    assert (after > before).all(), (before, after)
+
+
+def test_composed_controls_both_move(classifiers):
+    guidance = guidance_for(classifiers, CONTROLS[:2], batch=32, fluency_weight=0.0)
+    x = torch.randn(32, 12, 16, generator=torch.Generator().manual_seed(1))
+    guided = guidance(x, x, 1.0, 50)
+    for task in ("pos", "field_value"):  # each control's own log-probability rises on average over the rows
+        alone = guidance_for(classifiers, [c for c in CONTROLS if c.task == task], batch=32)
+        assert alone.log_prob(guided, 50).mean() > alone.log_prob(x, 50).mean() + 0.01, task
+
+
+def test_the_fluency_term_alone_pulls_the_latent_to_the_steps_mean(classifiers):
+    guidance = guidance_for(classifiers, CONTROLS[:1], guidance_scale=0.0, fluency_weight=1.0)
+    x, mean = torch.randn(6, 12, 16), torch.zeros(6, 12, 16)
+    assert guidance(x, mean, 0.5, 50).norm() < x.norm()
+
+
+@pytest.mark.parametrize("sampler", sorted(textdiff.SAMPLERS))
+def test_guidance_works_through_the_decoding_loop_with_every_sampler(tiny_model, classifiers, sampler):
+    def final_log_prob(steps: int) -> torch.Tensor:
+        latents = []
+        tiny_model.generate(
+            num_return_sequences=16,
+            num_inference_steps=10,
+            sampler=sampler,
+            seed=0,
+            max_length=12,
+            controls=CONTROLS,
+            classifiers=classifiers,
+            guidance_steps=steps,
+            callback_on_step_end=lambda step, t, x, pred_x0: latents.append(x),
+        )
+        return guidance_for(classifiers, CONTROLS, batch=16).log_prob(latents[-1], -1)
+
+    assert final_log_prob(3).mean() > final_log_prob(0).mean()
+
+
+def test_length_control_gives_the_exact_length(tiny_model):
+    lengths = [1, 3, 5, 7, 10]
+    ids = tiny_model.generate(
+        num_return_sequences=len(lengths),
+        num_inference_steps=6,
+        seed=0,
+        max_length=12,
+        controls=[[Length(n)] for n in lengths],
+    )
+    config = tiny_model.config
+    for row, n in zip(ids.tolist(), lengths):
+        assert row[0] == config.bos_token_id and row[n + 1] == config.eos_token_id
+        words = row[1 : n + 1]
+        assert not {config.bos_token_id, config.eos_token_id, config.pad_token_id} & set(words)
+        assert row[n + 2 :] == [config.pad_token_id] * (12 - n - 2)
+
+
+@pytest.mark.parametrize(
+    "controls, message",
+    [
+        ([FieldValue("cuisine", "Italian")], "Unknown field 'cuisine'"),
+        ([FieldValue("food", "Klingon")], "Unknown value 'Klingon'"),
+        ([Length(11)], "impossible with 12 positions"),
+        ([Length(0)], "positive number of words"),
+        ([PartsOfSpeech(["NOUN"] * 11)], "raise max_length or shorten"),
+        ([PartsOfSpeech(["NOUN", "BANANA"])], "Unknown tags ['BANANA']"),
+        ([Spans([(3, 1, "NP")])], "is impossible"),
+        ([Spans([(0, 1, "XYZ")])], "Unknown span label 'XYZ'"),
+        ([FieldValue("food", "Italian"), FieldValue("food", "English")], "conflict"),
+        (["food=Italian"], "controls must be a list"),
+        ([[Length(3)]] * 2, "2 lists of controls"),
+    ],
+)
+def test_impossible_or_unknown_targets_are_clear_errors(tiny_model, classifiers, controls, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        tiny_model.generate(
+            num_return_sequences=3, num_inference_steps=2, max_length=12, controls=controls, classifiers=classifiers
+        )
+
+
+def test_a_missing_classifier_names_the_command_that_trains_it(tmp_path, tiny_model):
+    with pytest.raises(ValueError, match="textdiff train-classifier"):
+        load_classifiers(tmp_path, {"pos"})
+
+
+def e2e_rows(split: str, limit: int) -> list[dict]:
+    with gzip.open(E2E / f"{split}.jsonl.gz", "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for _, line in zip(range(limit), handle)]
+
+
+@pytest.fixture(scope="module")
+def word_model(tmp_path_factory) -> Path:
+    """A saved (untrained) diffusion model with a word-level E2E tokenizer, and a corpus with MRs beside it."""
+    root = tmp_path_factory.mktemp("guided")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for split, limit in (("train", 200), ("validation", 40)):
+        with (corpus / f"{split}.jsonl").open("w", encoding="utf-8") as handle:
+            for row in e2e_rows(split, limit):
+                handle.write(json.dumps(row) + "\n")
+    tokenizer = textdiff.train_tokenizer([r["text"] for r in e2e_rows("train", 200)], "word", min_frequency=1)
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(vocab_size=len(tokenizer), max_position_embeddings=40))
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root
+
+
+def test_train_classifier_saves_classifiers_that_generate_finds(word_model):
+    from textdiff.cli import main
+
+    model_dir = word_model / "model"
+    for task in ("field_value", "pos", "spans"):
+        args = [
+            "train-classifier",
+            "--model",
+            str(model_dir),
+            "--task",
+            task,
+            "--data",
+            str(word_model / "corpus"),
+            "--steps",
+            "15",
+            "--batch-size",
+            "8",
+            "--hidden-size",
+            "32",
+        ]
+        assert main(args) == 0
+        report = json.loads((classifier_path(model_dir, task) / "eval.json").read_text())
+        assert report["steps"] == 15 and set(report["held_out_accuracy"]) >= {"-1", "0"}
+    model, _ = textdiff.load_pretrained(str(model_dir))
+    ids = model.generate(
+        num_return_sequences=2,
+        num_inference_steps=4,
+        seed=0,
+        controls=[FieldValue("food", "Italian"), PartsOfSpeech(["NOUN", "VERB", "."]), Spans([(0, 1, "NP")])],
+    )
+    assert ids.shape == (2, 40)
+    loaded = load_classifiers(model_dir, {"pos"})["pos"]
+    assert loaded.config.labels[:3] == ["START", "END", "PAD"]

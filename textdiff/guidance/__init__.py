@@ -1,0 +1,54 @@
+"""Controllable generation: controls, classifiers on noisy latents, and classifier guidance (Diffusion-LM §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModel
+
+from .classifier import IGNORE, TASKS, LatentClassifier, LatentClassifierConfig, LatentClassifierOutput
+from .classifier_guidance import ClassifierGuidance
+from .controls import UPOS_TO_UNIVERSAL, Control, FieldValue, Length, PartsOfSpeech, Spans
+
+AutoConfig.register(LatentClassifierConfig.model_type, LatentClassifierConfig)
+AutoModel.register(LatentClassifierConfig, LatentClassifier)
+
+CLASSIFIERS_DIR = "classifiers"  # beside the diffusion model: <model>/classifiers/<task>/
+
+
+def classifier_path(model_dir: str | Path, task: str) -> Path:
+    """Where `textdiff train-classifier` saves, and `generate` finds, the `task` classifier of a model."""
+    return Path(model_dir) / CLASSIFIERS_DIR / task
+
+
+def load_classifiers(model_dir: str | Path, tasks: set[str] | list[str]) -> dict[str, LatentClassifier]:
+    """The classifiers for `tasks` saved beside a diffusion model (safetensors only), each in eval mode."""
+    classifiers = {}
+    for task in sorted(tasks):
+        path = classifier_path(model_dir, task)
+        if not (path / "model.safetensors").is_file():
+            raise ValueError(
+                f"No {task!r} classifier at {path}; train one with `textdiff train-classifier --model {model_dir} "
+                f"--task {task}`, or pass `classifiers={{{task!r}: ...}}` to generate."
+            )
+        classifiers[task] = LatentClassifier.from_pretrained(path, use_safetensors=True).eval()
+    return classifiers
+
+
+__all__ = [
+    "CLASSIFIERS_DIR",
+    "IGNORE",
+    "TASKS",
+    "UPOS_TO_UNIVERSAL",
+    "ClassifierGuidance",
+    "Control",
+    "FieldValue",
+    "LatentClassifier",
+    "LatentClassifierConfig",
+    "LatentClassifierOutput",
+    "Length",
+    "PartsOfSpeech",
+    "Spans",
+    "classifier_path",
+    "load_classifiers",
+]

@@ -1,0 +1,208 @@
+"""Classifiers on noisy latents, p(c | x_t) (Diffusion-LM §5.2): what classifier guidance differentiates.
+
+Each classifier reads the latents the diffusion runs on (the frozen model's word-embedding space), at any noise
+level, and predicts one kind of control:
+
+    x_t (B, L, d), t → up-projection + learned positions + timestep embedding → small transformer → h (B, L, H)
+      field_value: mean-pool h → one softmax per field over {absent} ∪ its values       (semantic content)
+      pos:         per position, a softmax over the universal tags ∪ {START, END, PAD}   (parts of speech)
+      spans:       per queried span (i, j), a softmax over constituent labels ∪ {NONE}   (syntax spans)
+
+Timesteps are those of the diffusion model's training schedule, t ∈ [0, T), plus t = −1 for the clean latent
+x0 = EMB(w) (as in the paper, which trains on t ~ U{−1 … T}). `log_prob(x_t, t, target)` returns, per row, the
+summed log-probability of a batched target (entries equal to IGNORE are skipped), which is what guidance raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from ..modeling import TransformerBlock, sinusoidal_embedding
+
+TASKS = ("field_value", "pos", "spans")
+IGNORE = -100  # a target entry that does not count
+
+
+class LatentClassifierConfig(PretrainedConfig):
+    """Settings of `LatentClassifier`.
+
+    Args:
+        task: "field_value", "pos" or "spans" (see the module docstring).
+        labels: The classes of a "pos" or "spans" classifier (for "spans", labels[0] is the non-constituent).
+        fields: For "field_value": {field: [values]}, e.g. {"food": ["English", "Italian", ...]}.
+        embedding_dim: Width d of the diffusion model's latents.
+        hidden_size / num_hidden_layers / num_attention_heads / intermediate_size: The transformer's shape.
+        max_position_embeddings: Longest latent sequence (the diffusion model's).
+        num_diffusion_steps: T of the diffusion model's training schedule.
+        hidden_dropout_prob / attention_dropout_prob / layer_norm_eps / initializer_range: As in
+            `TextDiffusionConfig`.
+    """
+
+    model_type = "textdiff-latent-classifier"
+
+    def __init__(
+        self,
+        task: str = "pos",
+        labels: list[str] | None = None,
+        fields: dict[str, list[str]] | None = None,
+        embedding_dim: int = 16,
+        hidden_size: int = 64,
+        num_hidden_layers: int = 2,
+        num_attention_heads: int = 4,
+        intermediate_size: int | None = None,
+        max_position_embeddings: int = 64,
+        num_diffusion_steps: int = 2000,
+        hidden_dropout_prob: float = 0.1,
+        attention_dropout_prob: float = 0.1,
+        layer_norm_eps: float = 1e-12,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ) -> None:
+        self.task = task
+        self.labels = list(labels or [])
+        self.fields = {name: list(values) for name, values in (fields or {}).items()}
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size if intermediate_size is not None else 4 * hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.num_diffusion_steps = num_diffusion_steps
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_dropout_prob = attention_dropout_prob
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+        self.validate_settings()
+
+    def validate_settings(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"LatentClassifierConfig.task must be one of {TASKS}, got {self.task!r}.")
+        if self.task in ("pos", "spans") and len(self.labels) < 2:
+            raise ValueError(f"A {self.task!r} classifier needs at least two labels, got {self.labels!r}.")
+        if self.task == "field_value" and (not self.fields or not all(self.fields.values())):
+            raise ValueError("A 'field_value' classifier needs `fields`: {field: [values, ...]}, none empty.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"LatentClassifierConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})."
+            )
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the output layer: one logit per label, or per (field, value or absent)."""
+        if self.task == "field_value":
+            return sum(len(values) + 1 for values in self.fields.values())
+        return len(self.labels)
+
+
+@dataclass
+class LatentClassifierOutput:
+    """Attributes:
+    logits: "pos": (B, L, C); "spans": (B, S, C) for the S queried spans; "field_value": (B, Σ_f (|values_f| + 1)),
+        the fields' blocks in `config.fields` order, each starting with "absent".
+    """
+
+    logits: torch.Tensor
+
+
+class LatentClassifier(PreTrainedModel):
+    """A transformer classifier p(c | x_t, t) on noisy latents; its head is chosen by `config.task`."""
+
+    config_class = LatentClassifierConfig
+    base_model_prefix = "classifier"
+    main_input_name = "x_t"
+
+    def __init__(self, config: LatentClassifierConfig) -> None:
+        super().__init__(config)
+        hidden = config.hidden_size
+        self.input_up_proj = nn.Sequential(
+            nn.Linear(config.embedding_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden)
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
+        self.time_embed = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.input_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.num_hidden_layers)])
+        self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        span_input = 3 * hidden if config.task == "spans" else hidden  # [h_i; h_j; h_i ⊙ h_j]
+        self.head = nn.Sequential(nn.Linear(span_input, hidden), nn.GELU(), nn.Linear(hidden, config.num_outputs))
+        self.post_init()
+
+    def encode(self, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) latents at timesteps (B,) in [−1, T) -> (B, L, H) features."""
+        length = x_t.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {length} exceeds the classifier's max_position_embeddings "
+                f"({self.config.max_position_embeddings})."
+            )
+        time = self.time_embed(sinusoidal_embedding(timesteps + 1, self.config.hidden_size))  # (B, H); clean = 0
+        positions = torch.arange(length, device=x_t.device)
+        hidden = self.input_up_proj(x_t) + self.position_embeddings(positions)[None] + time[:, None]
+        hidden = self.dropout(self.input_norm(hidden))
+        for block in self.blocks:
+            hidden = block(hidden, None)
+        return self.output_norm(hidden)  # (B, L, H)
+
+    def forward(
+        self, x_t: torch.Tensor, timesteps: torch.Tensor, spans: torch.Tensor | None = None
+    ) -> LatentClassifierOutput:
+        """Logits of the task's classes.
+
+        Args:
+            x_t: (B, L, d) latents.
+            timesteps: (B,) timesteps in [−1, T); −1 is the clean latent.
+            spans: "spans" task only: (B, S, 2) start and end positions (inclusive) of the spans to label.
+        """
+        hidden = self.encode(x_t, timesteps)  # (B, L, H)
+        if self.config.task == "pos":
+            return LatentClassifierOutput(logits=self.head(hidden))
+        if self.config.task == "field_value":
+            return LatentClassifierOutput(logits=self.head(hidden.mean(1)))
+        if spans is None:
+            raise ValueError("A 'spans' classifier needs the spans to label: a (B, S, 2) tensor of positions.")
+        index = spans.clamp(min=0)[..., None].expand(-1, -1, -1, hidden.shape[-1])  # (B, S, 2, H)
+        ends = hidden[:, None].expand(-1, spans.shape[1], -1, -1).gather(2, index)  # (B, S, 2, H)
+        start, end = ends[:, :, 0], ends[:, :, 1]
+        return LatentClassifierOutput(logits=self.head(torch.cat([start, end, start * end], dim=-1)))
+
+    def field_log_probs(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """Split (B, Σ) field-value logits into one (B, |values_f| + 1) log-softmax per field."""
+        sizes = [len(values) + 1 for values in self.config.fields.values()]
+        return [block.log_softmax(-1) for block in logits.split(sizes, dim=-1)]
+
+    def log_prob(self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Σ log p(target | x_t) per row, skipping IGNORE entries: the quantity classifier guidance raises.
+
+        Args:
+            x_t: (B, L, d); timesteps: (B,).
+            target: "pos": (B, L) label ids; "field_value": (B, F) value index per field (0 = absent, i + 1 =
+                values[i]); "spans": (B, S, 3) rows (start, end, label).
+
+        Returns:
+            (B,) log-probabilities.
+        """
+        if self.config.task == "spans":
+            logits = self(x_t, timesteps, spans=target[..., :2]).logits  # (B, S, C)
+            labels = target[..., 2]
+        elif self.config.task == "pos":
+            logits, labels = self(x_t, timesteps).logits, target  # (B, L, C), (B, L)
+        else:
+            blocks = self.field_log_probs(self(x_t, timesteps).logits)
+            width = max(block.shape[-1] for block in blocks)
+            logits = torch.stack([F.pad(b, (0, width - b.shape[-1]), value=-1e9) for b in blocks], 1)  # (B, F, W)
+            labels = target
+        keep = labels != IGNORE
+        picked = logits.log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+        return (picked * keep).sum(-1)
+
+    def loss(self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per counted target entry (for training)."""
+        count = (target[..., 2] if self.config.task == "spans" else target).ne(IGNORE).sum().clamp(min=1)
+        return -self.log_prob(x_t, timesteps, target).sum() / count

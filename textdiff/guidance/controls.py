@@ -1,0 +1,170 @@
+"""What a user can ask of the generated text (Diffusion-LM §7): semantic content, parts of speech, syntax spans
+and length.
+
+A control is a plain description of a target. Those that need a classifier turn into a row of a batched target
+tensor for that classifier (`target`); `Length` needs none: it fixes END at the target position and PAD after it
+(`known_tokens`), as the paper does. Word positions count from the first word; in the latent sequence word i sits
+at position i + 1, after START.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from .classifier import IGNORE, LatentClassifierConfig
+
+# UD's 17 UPOS tags -> the 12 universal tags of Petrov et al. (2012) (AUX is a verb; SCONJ an adposition, as PTB's
+# IN maps to ADP). Diffusion-LM's POS targets use UPOS; textdiff's tagger oracle and POS classifier the 12.
+UPOS_TO_UNIVERSAL = {
+    "ADJ": "ADJ",
+    "ADP": "ADP",
+    "ADV": "ADV",
+    "AUX": "VERB",
+    "CCONJ": "CONJ",
+    "DET": "DET",
+    "INTJ": "X",
+    "NOUN": "NOUN",
+    "NUM": "NUM",
+    "PART": "PRT",
+    "PRON": "PRON",
+    "PROPN": "NOUN",
+    "PUNCT": ".",
+    "SCONJ": "ADP",
+    "SYM": "X",
+    "VERB": "VERB",
+    "X": "X",
+}
+FRAME_LABELS = ("START", "END", "PAD")  # the POS classifier's labels for the framing positions
+
+# Field names as Diffusion-LM's target files spell them -> the E2E meaning-representation keys.
+FIELD_ALIASES = {"Type": "eatType", "price": "priceRange", "family friendly": "familyFriendly"}
+
+
+class Control(ABC):
+    """A target for the generated text. `task` names the classifier it needs (None: no classifier)."""
+
+    task: str | None = None
+
+    @abstractmethod
+    def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
+        """Raise ValueError if this target cannot be met with `max_length` positions and this classifier."""
+
+    def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
+        """This control as one row of its classifier's batched target (see `LatentClassifier.log_prob`)."""
+        raise NotImplementedError(f"{type(self).__name__} needs no classifier.")
+
+
+@dataclass(frozen=True)
+class FieldValue(Control):
+    """The text should mention a field's value, e.g. `FieldValue("food", "Italian")` (semantic content)."""
+
+    field: str
+    value: str
+    task = "field_value"
+
+    @property
+    def key(self) -> str:
+        return FIELD_ALIASES.get(self.field, self.field)
+
+    def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
+        if config is None:
+            return
+        if self.key not in config.fields:
+            raise ValueError(f"Unknown field {self.field!r}; the classifier knows {sorted(config.fields)}.")
+        if self.value not in config.fields[self.key]:
+            raise ValueError(
+                f"Unknown value {self.value!r} for field {self.field!r}; known values: {config.fields[self.key]}."
+            )
+
+    def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
+        row = torch.full((len(config.fields),), IGNORE, dtype=torch.long)  # (F,)
+        row[list(config.fields).index(self.key)] = config.fields[self.key].index(self.value) + 1
+        return row
+
+
+@dataclass(frozen=True)
+class PartsOfSpeech(Control):
+    """One tag per word, UPOS or universal, e.g. `PartsOfSpeech(["PROPN", "AUX", "DET", "NOUN", "PUNCT"])`.
+
+    The text gets exactly as many words: START, the tags, END and then PAD are the classifier's targets.
+    """
+
+    tags: tuple[str, ...]
+    task = "pos"
+
+    def __init__(self, tags) -> None:
+        object.__setattr__(self, "tags", tuple(tags))
+
+    def universal(self) -> list[str]:
+        return [UPOS_TO_UNIVERSAL.get(tag, tag) for tag in self.tags]
+
+    def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
+        if not self.tags:
+            raise ValueError("PartsOfSpeech needs at least one tag.")
+        if len(self.tags) + 2 > max_length:
+            raise ValueError(
+                f"PartsOfSpeech asks for {len(self.tags)} words, but {max_length} positions hold at most "
+                f"{max_length - 2} (START and END take two); raise max_length or shorten the target."
+            )
+        if config is not None:
+            unknown = sorted(set(self.universal()) - set(config.labels))
+            if unknown:
+                raise ValueError(f"Unknown tags {unknown}; use UPOS or one of {config.labels}.")
+
+    def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
+        labels = ["START", *self.universal(), "END"] + ["PAD"] * (length - len(self.tags) - 2)
+        return torch.tensor([config.labels.index(label) for label in labels])  # (L,)
+
+
+@dataclass(frozen=True)
+class Spans(Control):
+    """Constituents the text's parse should contain: (start, end, label) with word indices and an inclusive end,
+    e.g. `Spans([(0, 2, "NP"), (3, 5, "PP")])`."""
+
+    spans: tuple[tuple[int, int, str], ...]
+    task = "spans"
+
+    def __init__(self, spans) -> None:
+        object.__setattr__(self, "spans", tuple((int(a), int(b), str(label)) for a, b, label in spans))
+
+    def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
+        if not self.spans:
+            raise ValueError("Spans needs at least one (start, end, label) span.")
+        for start, end, label in self.spans:
+            if not 0 <= start <= end or end + 2 >= max_length:
+                raise ValueError(
+                    f"Span ({start}, {end}, {label!r}) is impossible with {max_length} positions: it needs "
+                    f"0 <= start <= end <= {max_length - 3}."
+                )
+            if config is not None and (label not in config.labels or label == config.labels[0]):
+                raise ValueError(f"Unknown span label {label!r}; the classifier knows {config.labels[1:]}.")
+
+    def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
+        return torch.tensor([[a + 1, b + 1, config.labels.index(label)] for a, b, label in self.spans])  # (S, 3)
+
+
+@dataclass(frozen=True)
+class Length(Control):
+    """Exactly `num_words` words: END is fixed at position num_words + 1 and PAD after it (no classifier)."""
+
+    num_words: int
+
+    def check(self, max_length: int, config: LatentClassifierConfig | None = None) -> None:
+        if not isinstance(self.num_words, int) or self.num_words < 1:
+            raise ValueError(f"Length needs a positive number of words, got {self.num_words!r}.")
+        if self.num_words + 2 > max_length:
+            raise ValueError(
+                f"Length({self.num_words}) is impossible with {max_length} positions (START and END take two); "
+                f"ask for at most {max_length - 2} words or raise max_length."
+            )
+
+    def known_tokens(self, length: int, bos: int, eos: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """((L,) ids, (L,) bool known): START at 0, END at num_words + 1, PAD after; the words are free."""
+        ids = torch.full((length,), pad, dtype=torch.long)
+        ids[0], ids[self.num_words + 1] = bos, eos
+        known = torch.ones(length, dtype=torch.bool)
+        known[1 : self.num_words + 1] = False
+        return ids, known

@@ -1,0 +1,261 @@
+"""Train a classifier on noisy latents for classifier-guided control (Diffusion-LM §5.2, App. B), top to bottom.
+
+The diffusion model is frozen: its word embeddings map each training sentence to x0 = EMB(w), a timestep
+t ~ U{−1, …, T−1} is drawn (−1 = clean), x_t ~ q(x_t | x0), and the classifier learns p(c | x_t, t). Labels come
+from the corpus itself:
+
+    field_value   the E2E meaning representation of each sentence ("name[The Vaults], food[English], …")
+    pos           the oracle tagger's 12 universal tags on the sentence (eval/oracles.py), + START/END/PAD
+    spans         the span oracle's constituents (eval/span_parser.py), + as many random non-constituents
+
+The classifier is saved with `save_pretrained` beside the model (<model>/classifiers/<task>/, with eval.json:
+held-out accuracy at several noise levels), where `generate(controls=...)` finds it.
+
+    textdiff train-classifier --model runs/e2e-cpu-long/model --task pos --minutes 10
+
+The classifiers are small (≈ 0.2 M parameters) and train in minutes on one CPU core, so this script runs one
+process without DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import re
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from textdiff.data import load_corpus
+from textdiff.guidance import IGNORE, LatentClassifier, LatentClassifierConfig, classifier_path
+from textdiff.guidance.controls import FRAME_LABELS
+from textdiff.loading import load_pretrained
+from textdiff.schedules import NoiseSchedule
+
+logger = logging.getLogger("textdiff.train")
+
+UNIVERSAL_TAGS = ("ADJ", "ADP", "ADV", "CONJ", "DET", "NOUN", "NUM", "PRT", "PRON", "VERB", ".", "X")
+MR_FIELD = re.compile(r"\s*([^\[\],]+)\[([^\]]*)\]")
+SPANS_PER_SENTENCE = 12  # at most this many constituents per sentence, and as many non-constituents
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="the diffusion model's directory")
+    parser.add_argument("--task", required=True, choices=("field_value", "pos", "spans"))
+    parser.add_argument("--data", default="data/e2e", help="corpus (local folder or datasets hub id)")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--mr-column", default="mr", help="meaning representations, for --task field_value")
+    parser.add_argument("--max-sentences", type=int, default=None, help="use only this many training sentences")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--num-heads", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--output", default=None, help="default: MODEL/classifiers/TASK")
+    return parser.parse_args(argv)
+
+
+def parse_mr(mr: str) -> dict[str, str]:
+    """'name[The Vaults], food[English]' -> {'name': 'The Vaults', 'food': 'English'}."""
+    return {field.strip(): value.strip() for field, value in MR_FIELD.findall(mr)}
+
+
+def frame(ids: list[int], length: int, bos: int, eos: int, pad: int) -> list[int]:
+    return [bos, *ids, eos] + [pad] * (length - len(ids) - 2)
+
+
+def label_rows(task, texts, mrs, length: int, rng: random.Random, settings: dict | None = None):
+    """(settings, targets): the classifier's label set (`labels` or `fields`) and, per sentence, its target row
+    for `LatentClassifier.log_prob`. With `settings` (the training split's), those labels are kept and anything
+    outside them is IGNOREd."""
+    if task == "field_value":
+        parsed = [parse_mr(mr) for mr in mrs]
+        if settings is None:
+            fields: dict[str, set[str]] = {}
+            for record in parsed:
+                for field, value in record.items():
+                    fields.setdefault(field, set()).add(value)
+            settings = {"fields": {field: sorted(values) for field, values in sorted(fields.items())}}
+        ordered = settings["fields"]
+
+        def index(record: dict[str, str], field: str) -> int:  # 0 = absent from the MR, IGNORE = unseen value
+            if field not in record:
+                return 0
+            return ordered[field].index(record[field]) + 1 if record[field] in ordered[field] else IGNORE
+
+        return settings, [torch.tensor([index(r, f) for f in ordered]) for r in parsed]  # (F,) each
+    if task == "pos":
+        from eval.oracles import PosOracle
+
+        oracle, labels = PosOracle(), [*FRAME_LABELS, *UNIVERSAL_TAGS]
+        settings = {"labels": labels}
+        rows = []
+        for text in tqdm(texts, desc="Tagging with the oracle"):
+            tags = ["START", *oracle.tag(text.split()), "END"]
+            rows.append(torch.tensor([labels.index(t) for t in tags + ["PAD"] * (length - len(tags))]))
+        return settings, rows
+    from eval.span_parser import SpanOracle
+
+    oracle = SpanOracle()
+    parses = [oracle.parse(text.split()) for text in tqdm(texts, desc="Parsing with the span oracle")]
+    if settings is None:
+        settings = {"labels": ["NONE", *sorted({label for parse in parses for _, _, label in parse})]}
+    labels = settings["labels"]
+    rows = []
+    for text, parse in zip(texts, parses):
+        n = len(text.split())
+        gold = rng.sample(sorted(parse), min(len(parse), SPANS_PER_SENTENCE))
+        others = [(i, j) for i in range(n) for j in range(i, n) if not any((i, j) == g[:2] for g in parse)]
+        negatives = rng.sample(others, min(len(others), SPANS_PER_SENTENCE))
+        row = torch.full((2 * SPANS_PER_SENTENCE, 3), IGNORE)
+        row[:, :2] = 1
+        spans = [(i + 1, j + 1, labels.index(label) if label in labels else IGNORE) for i, j, label in gold]
+        spans += [(i + 1, j + 1, 0) for i, j in negatives]
+        if spans:
+            row[: len(spans)] = torch.tensor(spans)
+        rows.append(row)
+    return settings, rows
+
+
+def encode(split, tokenizer, task, args, length, rng, settings=None):
+    """Framed ids (N, L) and target rows for one split; sentences that do not fit L, or whose words the tokenizer
+    splits (labels are per word), are left out."""
+    texts, mrs, ids = [], [], []
+    for row in split:
+        words = row[args.text_column].split()
+        encoded = tokenizer(row[args.text_column], add_special_tokens=False, verbose=False)["input_ids"]
+        if len(encoded) != len(words):
+            raise ValueError(
+                "Classifier labels are per word, but the model's tokenizer splits words into pieces; train the "
+                "diffusion model with tokenizer.kind: word to use POS and span controls."
+            )
+        if len(encoded) + 2 > length:
+            continue
+        texts.append(row[args.text_column])
+        mrs.append(row.get(args.mr_column))
+        ids.append(frame(encoded, length, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id))
+    if task == "field_value" and any(mr is None for mr in mrs):
+        raise ValueError(f"--task field_value needs a meaning-representation column {args.mr_column!r} in the data.")
+    settings, targets = label_rows(task, texts, mrs, length, rng, settings)
+    return settings, torch.tensor(ids), torch.stack(targets)
+
+
+def accuracy(classifier, model, ids, targets, timestep: int, schedule: NoiseSchedule, generator) -> float:
+    """Share of counted target entries the classifier gets right from x_t at one timestep."""
+    with torch.no_grad():
+        x0 = model.embed(ids)
+        t = torch.full((ids.shape[0],), timestep, dtype=torch.long)
+        x_t = x0 if timestep < 0 else schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator))
+        task = classifier.config.task
+        if task == "spans":
+            logits, labels = classifier(x_t, t, spans=targets[..., :2]).logits, targets[..., 2]
+        elif task == "pos":
+            logits, labels = classifier(x_t, t).logits, targets
+        else:
+            blocks = classifier.field_log_probs(classifier(x_t, t).logits)
+            predicted = torch.stack([b.argmax(-1) for b in blocks], 1)  # (B, F)
+            keep = targets != IGNORE
+            return float(((predicted == targets) & keep).sum() / keep.sum())
+        keep = labels != IGNORE
+        return float(((logits.argmax(-1) == labels) & keep).sum() / keep.sum())
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    output = Path(args.output) if args.output else classifier_path(args.model, args.task)
+
+    # 1. The frozen diffusion model and its schedule.
+    model, tokenizer = load_pretrained(args.model)
+    model.requires_grad_(False)
+    length = model.config.max_position_embeddings
+    schedule = NoiseSchedule.from_name(model.config.noise_schedule, model.config.num_diffusion_steps)
+
+    # 2. Labelled data.
+    train_split = load_corpus(args.data, "train", args.text_column)
+    if args.max_sentences:
+        train_split = train_split.shuffle(seed=args.seed).select(range(min(args.max_sentences, len(train_split))))
+    held_out = load_corpus(args.data, "validation", args.text_column)
+    held_out = held_out.select(range(min(500, len(held_out))))
+    settings, train_ids, train_targets = encode(train_split, tokenizer, args.task, args, length, rng)
+    _, eval_ids, eval_targets = encode(held_out, tokenizer, args.task, args, length, rng, settings)
+    logger.info("%d training sentences, %d held out.", len(train_ids), len(eval_ids))
+
+    # 3. The classifier.
+    config = LatentClassifierConfig(
+        task=args.task,
+        embedding_dim=model.config.embedding_dim,
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
+        max_position_embeddings=length,
+        num_diffusion_steps=model.config.num_diffusion_steps,
+        **settings,
+    )
+    classifier = LatentClassifier(config)
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=args.learning_rate, weight_decay=0.01)
+
+    def lr_at(step: int) -> float:  # linear warm-up over 100 steps, then linear decay to a tenth
+        return min(1.0, (step + 1) / 100) * max(0.1, 1 - step / args.steps)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+
+    # 4. Training on x_t ~ q(x_t | EMB(w)), t ~ U{−1 … T−1}.
+    generator = torch.Generator().manual_seed(args.seed)
+    started, losses = time.perf_counter(), []
+    progress = tqdm(range(args.steps), desc=f"train {args.task} classifier")
+    for step in progress:
+        batch = torch.randint(len(train_ids), (args.batch_size,), generator=generator)
+        ids, target = train_ids[batch], train_targets[batch]
+        with torch.no_grad():
+            x0 = model.embed(ids)  # (B, L, d)
+            t = torch.randint(-1, model.config.num_diffusion_steps, (len(batch),), generator=generator)
+            noisy = schedule.q_sample(x0, t.clamp(min=0), torch.randn(x0.shape, generator=generator))
+            x_t = torch.where((t < 0)[:, None, None], x0, noisy)
+        loss = classifier.loss(x_t, t, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+        if args.minutes and time.perf_counter() - started > 60 * args.minutes:
+            logger.info("Stopping at step %d: the %.1f-minute budget is spent.", step + 1, args.minutes)
+            break
+
+    # 5. Held-out accuracy at several noise levels, and the export.
+    classifier.eval()
+    T = model.config.num_diffusion_steps
+    checkpoints = [-1, 0, T // 20, T // 4, T // 2, T - 1]
+    report = {
+        "task": args.task,
+        "steps": len(losses),
+        "seconds": time.perf_counter() - started,
+        "train_sentences": len(train_ids),
+        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+        "held_out_accuracy": {
+            str(t): accuracy(classifier, model, eval_ids, eval_targets, t, schedule, generator) for t in checkpoints
+        },
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    classifier.save_pretrained(output)
+    (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("Saved the %s classifier to %s: %s", args.task, output, report["held_out_accuracy"])
+    return output
+
+
+if __name__ == "__main__":
+    main()
