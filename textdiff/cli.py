@@ -25,9 +25,16 @@ def _generate(args: argparse.Namespace) -> int:
 
         ids, mask = encode_infill(tokenizer, args.infill, args.max_length or model.config.max_position_embeddings)
         known = {"input_ids": torch.tensor([ids]), "infill_mask": torch.tensor([mask])}
+    controls = _controls(args)
+    guidance = {}
+    for name in ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight"):
+        if getattr(args, name) is not None:
+            guidance[name] = getattr(args, name)
     output = model.generate(
         num_return_sequences=args.num_samples,
         max_length=None if args.infill else args.max_length,
+        controls=controls,
+        **guidance,
         num_inference_steps=args.steps,
         sampler=args.sampler,
         clamp=False if args.no_clamp else None,
@@ -40,6 +47,39 @@ def _generate(args: argparse.Namespace) -> int:
     for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
         print(text)
     return 0
+
+
+def _controls(args: argparse.Namespace) -> list | None:
+    """The controls given as flags (--field, --pos, --span, --length) and/or a JSON file (--controls)."""
+    import json
+    from pathlib import Path
+
+    from textdiff.guidance.controls import controls_from_dict
+
+    spec: dict = {}
+    if args.controls:
+        path = Path(args.controls)
+        if not path.is_file():
+            raise ValueError(f"--controls {path} does not exist.")
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--controls {path} is not valid JSON: {error}") from None
+    for item in args.field or []:
+        field, sep, value = item.partition("=")
+        if not sep or not field or not value:
+            raise ValueError(f"--field takes FIELD=VALUE (e.g. food=Italian), got {item!r}.")
+        spec.setdefault("field_value", {})[field] = value
+    if args.pos:
+        spec["pos"] = args.pos.split()
+    for item in args.span or []:
+        parts = item.split(",")
+        if len(parts) != 3 or not parts[0].strip().isdigit() or not parts[1].strip().isdigit():
+            raise ValueError(f"--span takes START,END,LABEL (e.g. 0,2,NP), got {item!r}.")
+        spec.setdefault("spans", []).append([int(parts[0]), int(parts[1]), parts[2].strip()])
+    if args.length is not None:
+        spec["length"] = args.length
+    return controls_from_dict(spec) or None
 
 
 def _load(directory: str, device: str | None):
@@ -152,6 +192,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     from eval.harness import markdown_table, run_evaluation, write_report
 
+    if args.control_targets:
+        return _eval_control(args)
+
     report = run_evaluation(
         args.model,
         args.teacher,
@@ -168,6 +211,36 @@ def _eval(args: argparse.Namespace) -> int:
     output = Path(args.output or Path(args.model) / "eval.json")
     write_report(report, output)
     print(markdown_table(report))
+    print(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
+    return 0
+
+
+def _eval_control(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from eval.control_eval import control_markdown, run_control_evaluation
+
+    report = run_control_evaluation(
+        args.model,
+        args.teacher,
+        args.control_targets,
+        num_targets=args.num_targets,
+        num_inference_steps=args.steps,
+        batch_size=args.batch_size,
+        guidance_scale=args.guidance_scale,
+        guidance_steps=args.guidance_steps,
+        guidance_step_size=args.guidance_step_size,
+        fluency_weight=args.fluency_weight,
+        seed=args.seed,
+    )
+    output = Path(args.output or Path(args.model) / f"control-{report['task']}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    output.with_suffix(".md").write_text(control_markdown(report) + "\n", encoding="utf-8")
+    print(control_markdown(report))
+    for target, text in report["rows"][0]["examples"]:
+        print(f"  {target}\n    -> {text}")
     print(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
     return 0
 
@@ -212,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--nll-timesteps", type=int, default=100, help="Monte-Carlo strata over t for the bound")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--output", default=None, help="JSON report path (default: MODEL/eval.json)")
+    ev.add_argument(
+        "--control-targets",
+        default=None,
+        help="evaluate control instead: a Diffusion-LM target file (data/control_targets/target_*.json) or 'length'",
+    )
+    ev.add_argument("--num-targets", type=int, default=None, help="use only the first N control targets")
+    ev.add_argument("--batch-size", type=int, default=50, help="sequences decoded at once (control evaluation)")
+    ev.add_argument("--guidance-scale", type=float, default=1.0)
+    ev.add_argument("--guidance-steps", type=int, default=3)
+    ev.add_argument("--guidance-step-size", type=float, default=0.1)
+    ev.add_argument("--fluency-weight", type=float, default=None, help="λ (default: the paper's value for the task)")
 
     gen = commands.add_parser("generate", help="decode text from noise with a saved model")
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
@@ -237,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--infill", default=None, help='text with blanks: "The Eagle is a <mask> <mask> near Burger King ."'
     )
     gen.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
+    control = gen.add_argument_group("controls (classifier guidance; classifiers from `textdiff train-classifier`)")
+    control.add_argument("--field", action="append", help="semantic content FIELD=VALUE, e.g. food=Italian")
+    control.add_argument("--pos", default=None, help='parts of speech, one per word: "PROPN AUX DET NOUN PUNCT"')
+    control.add_argument("--span", action="append", help="a constituent START,END,LABEL (word indices), e.g. 0,1,NP")
+    control.add_argument("--length", type=int, default=None, help="exact number of words")
+    control.add_argument("--controls", default=None, help='JSON file: {"field_value": {...}, "pos": [...], ...}')
+    control.add_argument("--guidance-scale", type=float, default=None, help="weight w of log p(control)")
+    control.add_argument("--guidance-steps", type=int, default=None, help="K Adagrad steps per denoising step")
+    control.add_argument("--guidance-step-size", type=float, default=None, help="Adagrad step size")
+    control.add_argument("--fluency-weight", type=float, default=None, help="λ of the fluency term")
 
     vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")
     vis.add_argument("--model", required=True)

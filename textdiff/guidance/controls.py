@@ -168,3 +168,32 @@ class Length(Control):
         known = torch.ones(length, dtype=torch.bool)
         known[1 : self.num_words + 1] = False
         return ids, known
+
+
+def controls_from_dict(spec: dict) -> list[Control]:
+    """Controls from their JSON form (the CLI's `--controls FILE`):
+
+        {"field_value": {"food": "Italian"}, "pos": ["PROPN", "AUX", ...], "spans": [[0, 2, "NP"]], "length": 12}
+
+    Every key is optional; unknown keys are an error.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"A controls spec must be a JSON object, got {type(spec).__name__}.")
+    unknown = sorted(set(spec) - {"field_value", "pos", "spans", "length"})
+    if unknown:
+        raise ValueError(f"Unknown control kinds {unknown}; use field_value, pos, spans and length.")
+    controls: list[Control] = []
+    fields = spec.get("field_value") or {}
+    if not isinstance(fields, dict):
+        raise ValueError('"field_value" must map fields to values, e.g. {"food": "Italian"}.')
+    controls += [FieldValue(str(field), str(value)) for field, value in fields.items()]
+    if spec.get("pos"):
+        controls.append(PartsOfSpeech([str(tag) for tag in spec["pos"]]))
+    if spec.get("spans"):
+        try:
+            controls.append(Spans(spec["spans"]))
+        except (TypeError, ValueError):
+            raise ValueError('"spans" must be a list of [start, end, label], e.g. [[0, 2, "NP"]].') from None
+    if spec.get("length") is not None:
+        controls.append(Length(spec["length"]))
+    return controls
