@@ -206,3 +206,63 @@ def test_train_classifier_saves_classifiers_that_generate_finds(word_model):
     assert ids.shape == (2, 40)
     loaded = load_classifiers(model_dir, {"pos"})["pos"]
     assert loaded.config.labels[:3] == ["START", "END", "PAD"]
+
+
+# --- classifier-free guidance: a conditional model --------------------------------------------------------------
+
+LABELS = ["area=riverside", "food=English", "food=Italian"]
+
+
+@pytest.fixture
+def conditional_model() -> textdiff.TextDiffusionModel:
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(condition_labels=LABELS))
+    torch.nn.init.normal_(model.condition_embed.weight, std=1.0)  # a "trained" conditioning
+    return model.eval()
+
+
+def test_zero_conditions_are_the_unconditional_model(conditional_model):
+    x, t = torch.randn(2, 12, 16), torch.tensor([5, 50])
+    plain = conditional_model(x, t).pred_x0
+    torch.testing.assert_close(conditional_model(x, t, conditions=torch.zeros(2, 3)).pred_x0, plain)
+    assert not torch.allclose(conditional_model(x, t, conditions=torch.tensor([[0, 0, 1.0]] * 2)).pred_x0, plain)
+
+
+def test_classifier_free_guidance_decodes_with_the_models_conditions(conditional_model):
+    steps = []
+
+    def capture(step, t, x, pred_x0):
+        steps.append(pred_x0)
+
+    common = {
+        "num_return_sequences": 2,
+        "num_inference_steps": 4,
+        "seed": 0,
+        "controls": [FieldValue("food", "Italian")],
+    }
+    conditional_model.generate(cfg_scale=1.0, callback_on_step_end=capture, **common)
+    conditional_model.generate(cfg_scale=3.0, callback_on_step_end=capture, **common, clamp=False)
+    assert not torch.allclose(steps[0], steps[4])  # the scale changes the x0 estimate
+    with pytest.raises(ValueError, match="knows no 'food' = 'Klingon'"):
+        conditional_model.generate(controls=[FieldValue("food", "Klingon")], cfg_scale=2.0)
+
+
+def test_cfg_scale_on_an_unconditional_model_is_a_clear_error(tiny_model):
+    with pytest.raises(ValueError, match="needs a conditional model"):
+        tiny_model.generate(controls=[FieldValue("food", "Italian")], cfg_scale=2.0)
+
+
+def test_condition_dropout_one_is_the_unconditional_loss(conditional_model):
+    schedule = textdiff.NoiseSchedule.from_name("sqrt", 100)
+    ids = torch.randint(3, 100, (4, 12))
+    conditions = torch.ones(4, 3)
+    dropped = textdiff.DiffusionLMLoss(schedule, condition_dropout=1.0)
+    with_all = dropped(conditional_model, ids, generator=torch.Generator().manual_seed(0), conditions=conditions)
+    plain = textdiff.DiffusionLMLoss(schedule)(conditional_model, ids, generator=torch.Generator().manual_seed(0))
+    assert with_all.mse.item() != pytest.approx(0.0)
+    # The same t and noise are drawn first; with every condition dropped the denoiser sees zeros.
+    x_plain = textdiff.DiffusionLMLoss(schedule, condition_dropout=1.0)(
+        conditional_model, ids, generator=torch.Generator().manual_seed(0), conditions=torch.zeros(4, 3)
+    )
+    assert with_all.loss.item() == pytest.approx(x_plain.loss.item())
+    assert plain.loss.item() == pytest.approx(x_plain.loss.item())

@@ -279,3 +279,36 @@ def test_export_a_checkpoint_as_ema_or_consolidated_raw_weights(trained, tmp_pat
     assert any(not torch.allclose(raw[name], final[name]) for name in final)  # raw weights are not the EMA
     model, tokenizer = textdiff.load_pretrained(str(tmp_path / "raw"))
     assert model.generate(num_inference_steps=3, seed=0).shape == (1, 16)
+
+
+def test_conditional_model_fine_tuned_from_a_saved_one_for_classifier_free_guidance(trained, tmp_path):
+    import gzip
+
+    import textdiff
+    from textdiff import FieldValue
+
+    tmp, _ = trained
+    base = tmp / "run" / "model"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, limit in (("train", 300), ("validation", 40)):  # the same sentences as module_corpus, with MRs
+        with gzip.open(REPO / "data" / "e2e" / f"{split}.jsonl.gz", "rt", encoding="utf-8") as source:
+            rows = [line for _, line in zip(range(limit), source)]
+        (corpus / f"{split}.jsonl").write_text("".join(rows), encoding="utf-8")
+    config = tmp_path / "cfg.yaml"
+    text = TINY_RUN.format(corpus=corpus, output=tmp_path / "cfg").replace(
+        "seq_len: 16}", "seq_len: 16, condition_column: mr}"
+    )
+    text = text.replace("tokenizer: {kind: word, min_frequency: 2}", f"tokenizer: {{path: {base}}}")
+    text = text.replace("training:\n", f"training:\n  init_from: {base}\n")
+    config.write_text(text)
+    run([sys.executable, "-m", "textdiff.cli", "train", "--config", str(config), "--set", "training.max_steps=3"])
+
+    model, _ = textdiff.load_pretrained(str(tmp_path / "cfg" / "model"))
+    start, _ = textdiff.load_pretrained(str(base))
+    assert "food=Italian" in model.config.condition_labels
+    torch.testing.assert_close(model.word_embeddings.weight, start.word_embeddings.weight, atol=0.05, rtol=0)
+    ids = model.generate(
+        num_return_sequences=2, num_inference_steps=3, seed=0, controls=[FieldValue("food", "Italian")], cfg_scale=2.0
+    )
+    assert ids.shape == (2, 16)

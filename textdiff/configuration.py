@@ -33,6 +33,9 @@ class TextDiffusionConfig(PretrainedConfig):
         num_diffusion_steps: Number T of forward-process steps the model is trained on (2000 in the paper).
         self_conditioning: Whether the denoiser takes its previous x0 estimate as an extra input
             (Chen et al. 2022). Only the input layer changes; without it the extra input is ignored.
+        condition_labels: The condition vocabulary of a conditional model for classifier-free guidance (Ho &
+            Salimans 2022), e.g. ["food=Italian", "area=riverside", ...]; the denoiser then also takes a (B, C)
+            multi-hot `conditions` input (all zeros: unconditional). None: an unconditional model.
         pad_token_id / bos_token_id / eos_token_id: Ids of the special tokens of the tokenizer saved beside
             the model (the START / END / PAD tokens of the paper).
     """
@@ -56,6 +59,7 @@ class TextDiffusionConfig(PretrainedConfig):
         noise_schedule: str = "sqrt",
         num_diffusion_steps: int = 2000,
         self_conditioning: bool = False,
+        condition_labels: list[str] | None = None,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 1,
         eos_token_id: int | None = 2,
@@ -76,6 +80,7 @@ class TextDiffusionConfig(PretrainedConfig):
         self.noise_schedule = noise_schedule
         self.num_diffusion_steps = num_diffusion_steps
         self.self_conditioning = self_conditioning
+        self.condition_labels = list(condition_labels) if condition_labels else None
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         self.validate_settings()
@@ -104,6 +109,8 @@ class TextDiffusionConfig(PretrainedConfig):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"TextDiffusionConfig.{name} must be in [0, 1), got {value!r}.")
+        if self.condition_labels is not None and len(set(self.condition_labels)) != len(self.condition_labels):
+            raise ValueError("TextDiffusionConfig.condition_labels must not repeat a label.")
         if self.noise_schedule not in SCHEDULES:
             raise ValueError(
                 f"TextDiffusionConfig.noise_schedule must be one of {SCHEDULES}, got {self.noise_schedule!r}."

@@ -7,6 +7,7 @@ The data walk: corpus → tokenizer → `[START] w_1 … w_n [END]` → either p
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import datasets
@@ -106,6 +107,15 @@ def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.
     return dataset
 
 
+MR_FIELD = re.compile(r"\s*([^\[\],]+)\[([^\]]*)\]")
+
+
+def parse_mr(mr: str) -> dict[str, str]:
+    """An E2E meaning representation as {field: value}: 'name[The Vaults], food[English]' ->
+    {'name': 'The Vaults', 'food': 'English'}."""
+    return {field.strip(): value.strip() for field, value in MR_FIELD.findall(mr)}
+
+
 def frame_sequences(
     dataset: datasets.Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -113,22 +123,31 @@ def frame_sequences(
     *,
     text_column: str = "text",
     packing: bool = False,
+    keep_columns: tuple[str, ...] = (),
 ) -> datasets.Dataset:
     """Tokenise and frame the corpus into a dataset with one column `input_ids` of fixed length `seq_len`.
 
     Each sentence becomes `[START] ids [END]`. Without packing it is padded with [PAD] to `seq_len`, and
     sentences that do not fit are dropped (counted in the log) so that every sequence ends with [END]. With
-    packing, the framed sentences are concatenated and cut into chunks of exactly `seq_len`.
+    packing, the framed sentences are concatenated and cut into chunks of exactly `seq_len`. `keep_columns`
+    (e.g. the meaning representations a conditional model is trained on) stay beside their sentence's ids;
+    they need one sentence per sequence, so not packing.
     """
     if seq_len < 3:
         raise ValueError(f"seq_len must be at least 3 ([START], one token, [END]), got {seq_len}.")
+    if keep_columns and packing:
+        raise ValueError("Per-sentence columns (conditions) need one sentence per sequence; set data.packing: false.")
+    missing = sorted(set(keep_columns) - set(dataset.column_names))
+    if missing:
+        raise ValueError(f"The corpus has no column(s) {missing}; its columns are {dataset.column_names}.")
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         encoded = tokenizer(batch[text_column], add_special_tokens=False, verbose=False)["input_ids"]
         return {"ids": [[bos, *ids, eos] for ids in encoded]}
 
-    framed = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
+    dropped_columns = [c for c in dataset.column_names if c not in keep_columns]
+    framed = dataset.map(tokenize, batched=True, remove_columns=dropped_columns, desc="Tokenizing")
     if packing:
 
         def pack(batch: dict[str, list]) -> dict[str, list]:
@@ -149,7 +168,7 @@ def frame_sequences(
         )
     if len(out) == 0:
         raise ValueError(f"No training sequence of length {seq_len} could be made from the corpus; raise data.seq_len.")
-    return out.with_format("torch")
+    return out.with_format("torch", columns=["input_ids"], output_all_columns=True)
 
 
 class BatchOrder:

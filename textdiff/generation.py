@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .guidance import ClassifierGuidance, Control, LatentClassifier, Length, load_classifiers
+from .guidance import ClassifierGuidance, Control, FieldValue, LatentClassifier, Length, load_classifiers
 from .modeling import TextDiffusionModel
 from .samplers import SAMPLERS, Sampler
 from .schedules import NoiseSchedule
@@ -82,6 +82,7 @@ def generate(
     guidance_steps: int = 3,
     guidance_step_size: float = 0.1,
     fluency_weight: float = 0.01,
+    cfg_scale: float | None = None,
 ) -> torch.Tensor | GenerationOutput:
     """Generate text by parallel denoising from pure noise.
 
@@ -114,6 +115,9 @@ def generate(
         guidance_steps: K, gradient (Adagrad) steps on the latent after each denoising step (0: no guidance).
         guidance_step_size: η, the Adagrad step size.
         fluency_weight: λ, the weight of the fluency term ‖μ − x‖²/σ that keeps x likely under the step.
+        cfg_scale: Classifier-free guidance (Ho & Salimans 2022) for the `FieldValue` controls, on a conditional
+            model (trained with `data.condition_column`): x̂0 = x̂0_uncond + s · (x̂0_cond − x̂0_uncond) with s =
+            cfg_scale (1: the plain conditional model). None: field values go through classifier guidance.
 
     Returns:
         (B, L) token ids for `tokenizer.batch_decode(ids, skip_special_tokens=True)`, or a `GenerationOutput`.
@@ -144,9 +148,17 @@ def generate(
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
     known, known_ids = _known_positions(input_ids, infill_mask, num_return_sequences, max_length, config.vocab_size)
-    guidance, words_only = None, None
+    guidance, words_only, conditions = None, None, None
+    if cfg_scale is not None and not config.condition_labels:
+        raise ValueError(
+            "cfg_scale needs a conditional model (trained with data.condition_column); this one is unconditional. "
+            "Use classifier guidance (controls without cfg_scale) instead."
+        )
     if controls is not None:
         rows = _rows_of_controls(controls, num_return_sequences)
+        if cfg_scale is not None:  # field values become the model's own conditions
+            conditions = _condition_rows(rows, config.condition_labels)
+            rows = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
         if any(isinstance(c, Length) for row in rows for c in row):
             if known is not None:
                 raise ValueError(
@@ -184,6 +196,8 @@ def generate(
     was_training = model.training
     model.eval()
     x = randn_like(torch.empty(shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T (B, L, d)
+    if conditions is not None:
+        conditions = conditions.to(x.device, x.dtype)
     if known is not None:
         known, known_ids = known.to(x.device), known_ids.to(x.device)
         known_x0 = model.embed(known_ids)  # (B, L, d)
@@ -192,7 +206,17 @@ def generate(
     history, confidence = [], []
     for step, t in enumerate(reverse.timesteps.tolist()):
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
-        pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
+        if conditions is None:
+            pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
+        else:  # one batched pass for the conditional and the unconditional estimate
+            both = model(
+                torch.cat([x, x]),
+                torch.cat([timesteps, timesteps]),
+                self_cond=None if self_cond is None else torch.cat([self_cond, self_cond]),
+                conditions=torch.cat([conditions, torch.zeros_like(conditions)]),
+            ).pred_x0  # (2B, L, d)
+            conditional, unconditional = both.chunk(2)
+            pred_x0 = unconditional + cfg_scale * (conditional - unconditional)
         distances = _ban_special(model.nearest_token_distances(pred_x0), words_only, config)  # (B, L, V)
         ids = distances.argmin(-1)  # (B, L): rounding to the nearest embedding
         # The rounding probability softmax(−distance) of the chosen word, only when the history is returned.
@@ -246,6 +270,23 @@ def _ban_special(distances: torch.Tensor, words_only: torch.Tensor | None, confi
             special[token] = True
     banned = words_only.to(distances.device)[..., None] & special  # (B, L, V)
     return distances.masked_fill(banned, float("inf"))
+
+
+def _condition_rows(rows: list[list[Control]], labels: list[str]) -> torch.Tensor:
+    """(B, C) multi-hot conditions from each row's `FieldValue` controls, over the model's condition labels."""
+    conditions = torch.zeros(len(rows), len(labels))
+    for i, row in enumerate(rows):
+        for control in row:
+            if isinstance(control, FieldValue):
+                label = f"{control.key}={control.value}"
+                if label not in labels:
+                    fields = sorted({known.split("=", 1)[0] for known in labels})
+                    raise ValueError(
+                        f"The conditional model knows no {control.field!r} = {control.value!r}; its fields are "
+                        f"{fields}, with the values in config.condition_labels."
+                    )
+                conditions[i, labels.index(label)] = 1.0
+    return conditions
 
 
 def _rows_of_controls(controls: list, batch: int) -> list[list[Control]]:

@@ -41,13 +41,30 @@ class DiffusionLMLoss:
         schedule: The forward process the model is trained on.
         self_conditioning_prob: Share of batches on which the denoiser first predicts x0 without gradients and
             then sees that estimate as its self-conditioning input (0 disables; Chen et al. use 0.5).
+        condition_dropout: For a conditional model (classifier-free guidance, Ho & Salimans 2022): share of
+            sequences whose conditions are all dropped, so that the same network learns the unconditional model.
+        condition_keep: Share of the other sequences' conditions kept, each independently, so that the model also
+            learns from partial conditions (one field value at a time, as controls ask).
     """
 
-    def __init__(self, schedule: NoiseSchedule, self_conditioning_prob: float = 0.0) -> None:
-        if not 0.0 <= self_conditioning_prob <= 1.0:
-            raise ValueError(f"self_conditioning_prob must be in [0, 1], got {self_conditioning_prob}.")
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        self_conditioning_prob: float = 0.0,
+        condition_dropout: float = 0.1,
+        condition_keep: float = 0.5,
+    ) -> None:
+        for name, value in [
+            ("self_conditioning_prob", self_conditioning_prob),
+            ("condition_dropout", condition_dropout),
+            ("condition_keep", condition_keep),
+        ]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}.")
         self.schedule = schedule
         self.self_conditioning_prob = self_conditioning_prob
+        self.condition_dropout = condition_dropout
+        self.condition_keep = condition_keep
 
     def __call__(
         self,
@@ -56,6 +73,7 @@ class DiffusionLMLoss:
         *,
         attention_mask: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> LossOutput:
         """Compute the objective on a batch of token ids (B, L).
 
@@ -64,6 +82,7 @@ class DiffusionLMLoss:
             input_ids: (B, L) token ids; padding tokens are modelled like words, as in the paper.
             attention_mask: (B, L) optional mask passed to the denoiser.
             generator: Source of t and ε; the global RNG when None.
+            conditions: (B, C) multi-hot conditions of a conditional model; dropped and thinned as configured.
         """
         core = getattr(model, "module", model)
         schedule = self.schedule
@@ -80,16 +99,25 @@ class DiffusionLMLoss:
         t = t.to(device)
         x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
 
-        # 3. f(x_t, t), with a no-grad first pass feeding self-conditioning on a share of the batches.
+        # 3. Conditions for classifier-free guidance: some kept, some sequences unconditional.
+        if conditions is not None:
+            draw_device = _device(generator, device)
+            keep = torch.rand(conditions.shape, generator=generator, device=draw_device) < self.condition_keep
+            dropped = torch.rand(batch, generator=generator, device=draw_device) < self.condition_dropout
+            conditions = conditions * (keep & ~dropped[:, None]).to(device, conditions.dtype)  # (B, C)
+
+        # 4. f(x_t, t), with a no-grad first pass feeding self-conditioning on a share of the batches.
         self_cond = None
         if core.config.self_conditioning:
             use = torch.rand((), generator=generator, device=_device(generator, device)) < self.self_conditioning_prob
             if use:
                 with torch.no_grad():
-                    self_cond = model(x_t, t, attention_mask=attention_mask).pred_x0.detach()
-        pred_x0 = model(x_t, t, attention_mask=attention_mask, self_cond=self_cond).pred_x0  # (B, L, d)
+                    self_cond = model(x_t, t, attention_mask=attention_mask, conditions=conditions).pred_x0.detach()
+        pred_x0 = model(
+            x_t, t, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions
+        ).pred_x0  # (B, L, d)
 
-        # 4. The three terms.
+        # 5. The three terms.
         mse = ((pred_x0 - x0) ** 2).mean(dim=(1, 2))  # (B,)
         mse_t0 = ((pred_x0 - x0_mean) ** 2).mean(dim=(1, 2))
         mse = torch.where(t == 0, mse_t0, mse)

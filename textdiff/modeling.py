@@ -126,6 +126,8 @@ class TextDiffusionPreTrainedModel(PreTrainedModel):
         the paper (`embedding_init_std`), so that words start far apart relative to the noise."""
         if module is getattr(self, "word_embeddings", None):
             init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
+        elif module is getattr(self, "condition_embed", None):  # starts as the unconditional model
+            init.zeros_(module.weight)
         else:
             super()._init_weights(module)
 
@@ -142,6 +144,10 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         self.input_up_proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
         self.time_embed = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.SiLU(), nn.Linear(4 * hidden, hidden))
+        # A conditional model adds Σ of its conditions' embeddings, like the timestep embedding (zeros: no condition).
+        self.condition_embed = (
+            nn.Linear(len(config.condition_labels), hidden, bias=False) if config.condition_labels else None
+        )
         self.input_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.num_hidden_layers)])
@@ -180,6 +186,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         timesteps: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         self_cond: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> DenoiserOutput:
         """Predict x0 from a noisy latent.
 
@@ -189,6 +196,8 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
             attention_mask: (B, L), 1 for positions to attend to, 0 for positions to ignore; None attends all.
             self_cond: (B, L, d) previous estimate of x0 for self-conditioning; zeros when None. Ignored unless
                 the config enables self-conditioning.
+            conditions: (B, C) multi-hot over `config.condition_labels` (a conditional model only); None or a zero
+                row is the unconditional model.
 
         Returns:
             `DenoiserOutput` with pred_x0 of shape (B, L, d).
@@ -205,6 +214,10 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
             x_t = torch.cat([x_t, self_cond], dim=-1)  # (B, L, 2d)
         positions = torch.arange(length, device=x_t.device)
         time = self.time_embed(sinusoidal_embedding(timesteps, self.config.hidden_size))  # (B, H)
+        if conditions is not None:
+            if self.condition_embed is None:
+                raise ValueError("This model was trained without conditions; pass conditions=None.")
+            time = time + self.condition_embed(conditions.to(time.dtype))  # (B, H)
         hidden = self.input_up_proj(x_t) + self.position_embeddings(positions)[None] + time[:, None]  # (B, L, H)
         hidden = self.dropout(self.input_norm(hidden))
         mask = None

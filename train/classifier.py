@@ -23,14 +23,13 @@ import argparse
 import json
 import logging
 import random
-import re
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from textdiff.data import load_corpus
+from textdiff.data import load_corpus, parse_mr
 from textdiff.guidance import IGNORE, LatentClassifier, LatentClassifierConfig, classifier_path
 from textdiff.guidance.controls import FRAME_LABELS
 from textdiff.loading import load_pretrained
@@ -39,7 +38,6 @@ from textdiff.schedules import NoiseSchedule
 logger = logging.getLogger("textdiff.train")
 
 UNIVERSAL_TAGS = ("ADJ", "ADP", "ADV", "CONJ", "DET", "NOUN", "NUM", "PRT", "PRON", "VERB", ".", "X")
-MR_FIELD = re.compile(r"\s*([^\[\],]+)\[([^\]]*)\]")
 SPANS_PER_SENTENCE = 12  # at most this many constituents per sentence, and as many non-constituents
 
 
@@ -62,11 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--output", default=None, help="default: MODEL/classifiers/TASK")
     return parser.parse_args(argv)
-
-
-def parse_mr(mr: str) -> dict[str, str]:
-    """'name[The Vaults], food[English]' -> {'name': 'The Vaults', 'food': 'English'}."""
-    return {field.strip(): value.strip() for field, value in MR_FIELD.findall(mr)}
 
 
 def frame(ids: list[int], length: int, bos: int, eos: int, pad: int) -> list[int]:

@@ -37,6 +37,8 @@ class DiffusionSection:
     num_steps: int = 2000  # T, the training diffusion steps
     self_conditioning: bool = False  # feed the previous x0 estimate back to the denoiser
     self_conditioning_prob: float = 0.5  # share of training batches that use it
+    condition_dropout: float = 0.1  # conditional model: share of sequences trained unconditionally (for CFG)
+    condition_keep: float = 0.5  # conditional model: share of each sequence's conditions kept, independently
 
 
 @dataclass
@@ -47,6 +49,8 @@ class DataSection:
     eval_split: str | None = "validation"  # null: no held-out loss
     seq_len: int = 64  # positions per sequence (= the model's max length)
     packing: bool = False  # true: concatenate and chunk (no padding); false: one padded sentence per sequence
+    condition_column: str | None = None  # E2E-style meaning representations ("food[Italian], ..."): train a
+    # conditional model for classifier-free guidance on their field=value pairs (null: unconditional)
 
 
 @dataclass
@@ -60,6 +64,7 @@ class TokenizerSection:
 @dataclass
 class TrainingSection:
     output_dir: str = "runs/default"  # checkpoints/, model/ (the export), metrics.jsonl, samples.txt
+    init_from: str | None = None  # start from a saved model's weights (fine-tuning; new layers start at zero)
     deepspeed_config: str = "configs/deepspeed/zero0.json"  # ZeRO stage and engine settings
     max_steps: int = 1000  # optimiser steps (the learning-rate schedule decays to 0 over them)
     max_minutes: float | None = None  # stop early, checkpoint and export after this wall-clock budget
@@ -153,8 +158,15 @@ class RunConfig:
             raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}.")
         if d.schedule not in ("sqrt", "cosine", "linear"):
             raise ValueError(f"diffusion.schedule must be sqrt, cosine or linear, got {d.schedule!r}.")
-        if not 0.0 <= d.self_conditioning_prob <= 1.0:
-            raise ValueError(f"diffusion.self_conditioning_prob must be in [0, 1], got {d.self_conditioning_prob}.")
+        for key in ("self_conditioning_prob", "condition_dropout", "condition_keep"):
+            if not 0.0 <= getattr(d, key) <= 1.0:
+                raise ValueError(f"diffusion.{key} must be in [0, 1], got {getattr(d, key)}.")
+        if data.condition_column and data.packing:
+            raise ValueError("data.condition_column needs one sentence per sequence; set data.packing: false.")
+        if tr.init_from and not self.tokenizer.path:
+            raise ValueError(
+                f"training.init_from={tr.init_from!r} needs the same vocabulary: set tokenizer.path to that directory."
+            )
         if data.seq_len < 3:
             raise ValueError(f"data.seq_len must be at least 3, got {data.seq_len}.")
         if tok.kind not in ("word", "bpe", "unigram"):

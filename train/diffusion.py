@@ -9,6 +9,8 @@ N processes or GPUs:
     deepspeed --num_gpus 2 train/diffusion.py --config configs/e2e-tiny.yaml --deepspeed configs/deepspeed/zero2.json
 Resume from the newest checkpoint in training.output_dir:
     python train/diffusion.py --config configs/e2e-tiny.yaml --resume
+A conditional model for classifier-free guidance, fine-tuned from an unconditional one:
+    python train/diffusion.py --config configs/e2e-cfg.yaml
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionConfig, TextDiffusionModel
-from textdiff.data import BatchOrder, frame_sequences, load_corpus
+from textdiff.data import BatchOrder, frame_sequences, load_corpus, parse_mr
 from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
@@ -64,18 +66,32 @@ def main(argv: list[str] | None = None) -> Path:
     # 2. Tokenizer and data: rank 0 trains the tokenizer on the training split and frames the corpus first (filling
     # the datasets cache); it saves the tokenizer only once the data has proved usable, so a bad corpus leaves no
     # output behind. The other ranks then load that tokenizer. The ids are held in memory as (N, L).
+    condition_column = run.data.condition_column
+    keep = (condition_column,) if condition_column else ()
     with rank_zero_first(dist):
         train_text = load_corpus(run.data.dataset, run.data.train_split, run.data.text_column)
         tokenizer = load_or_train_tokenizer(run, train_text, output_dir / "tokenizer", dist, resume=args.resume)
-        train_ids = frame_sequences(
-            train_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
-        )[:]["input_ids"]  # (N, L)
-        eval_ids = None
+        train_framed = frame_sequences(
+            train_text,
+            tokenizer,
+            run.data.seq_len,
+            text_column=run.data.text_column,
+            packing=run.data.packing,
+            keep_columns=keep,
+        )[:]
+        train_ids = train_framed["input_ids"]  # (N, L)
+        eval_ids = eval_framed = None
         if run.data.eval_split and train_cfg.eval_every:
             eval_text = load_corpus(run.data.dataset, run.data.eval_split, run.data.text_column)
-            eval_ids = frame_sequences(
-                eval_text, tokenizer, run.data.seq_len, text_column=run.data.text_column, packing=run.data.packing
-            )[:]["input_ids"]  # (N, L)
+            eval_framed = frame_sequences(
+                eval_text,
+                tokenizer,
+                run.data.seq_len,
+                text_column=run.data.text_column,
+                packing=run.data.packing,
+                keep_columns=keep,
+            )[:]
+            eval_ids = eval_framed["input_ids"]  # (N, L)
         if dist.rank == 0:
             tokenizer.save_pretrained(output_dir / "tokenizer")
     global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
@@ -83,6 +99,16 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info(
         "Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch
     )
+    # Conditions (classifier-free guidance): every field=value pair of the training MRs, as (N, C) multi-hots.
+    condition_labels = train_conditions = eval_conditions = None
+    if condition_column:
+        condition_labels = sorted(
+            {f"{k}={v}" for mr in train_framed[condition_column] for k, v in parse_mr(mr).items()}
+        )
+        train_conditions = multi_hot(train_framed[condition_column], condition_labels)  # (N, C)
+        if eval_framed is not None:
+            eval_conditions = multi_hot(eval_framed[condition_column], condition_labels)
+        logger.info("Conditional model on %d field=value conditions.", len(condition_labels))
 
     # 3. Model: the model config is built from the run config's model and diffusion sections.
     model_config = TextDiffusionConfig(
@@ -98,15 +124,20 @@ def main(argv: list[str] | None = None) -> Path:
         noise_schedule=run.diffusion.schedule,
         num_diffusion_steps=run.diffusion.num_steps,
         self_conditioning=run.diffusion.self_conditioning,
+        condition_labels=condition_labels,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     model = TextDiffusionModel(model_config)
+    if train_cfg.init_from:
+        initialise_from(model, Path(train_cfg.init_from))
     schedule = NoiseSchedule.from_name(run.diffusion.schedule, run.diffusion.num_steps)
     objective = DiffusionLMLoss(
         schedule,
         self_conditioning_prob=run.diffusion.self_conditioning_prob if run.diffusion.self_conditioning else 0.0,
+        condition_dropout=run.diffusion.condition_dropout,
+        condition_keep=run.diffusion.condition_keep,
     )
     logger.info("Denoiser: %.2fM parameters.", sum(p.numel() for p in model.parameters()) / 1e6)
 
@@ -141,12 +172,19 @@ def main(argv: list[str] | None = None) -> Path:
     step = start_step
     for step in progress:
         engine.train()
-        rank_batch = train_ids[order.indices(step, dist.rank, dist.world_size)]  # (G / world, L)
+        indices = order.indices(step, dist.rank, dist.world_size)
+        rank_batch = train_ids[indices]  # (G / world, L)
         terms = {"loss": 0.0, "mse": 0.0, "rounding": 0.0, "prior": 0.0}
         for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
             seed = step_seed(train_cfg.seed, step, dist.rank * train_cfg.gradient_accumulation_steps + micro)
             torch.manual_seed(seed)  # dropout; the loss draws t and noise from its own generator
-            out = objective(engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed))
+            conditions = None
+            if train_conditions is not None:
+                rows = indices[micro * train_cfg.micro_batch_size : (micro + 1) * train_cfg.micro_batch_size]
+                conditions = train_conditions[rows].to(device)  # (B, C)
+            out = objective(
+                engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed), conditions=conditions
+            )
             check_finite(out.loss, dist, step, checkpoints)
             engine.backward(out.loss)
             engine.step()
@@ -167,7 +205,9 @@ def main(argv: list[str] | None = None) -> Path:
                 elapsed_s=round(elapsed, 1),
             )
         if eval_ids is not None and train_cfg.eval_every and done % train_cfg.eval_every == 0:
-            metrics.write(step=done, eval_loss=held_out_loss(engine, objective, eval_ids, train_cfg, device))
+            metrics.write(
+                step=done, eval_loss=held_out_loss(engine, objective, eval_ids, train_cfg, device, eval_conditions)
+            )
         if checkpoints.end_of_step(engine, ema, train_cfg, done, started):
             break
     progress.close()
@@ -199,15 +239,48 @@ def main(argv: list[str] | None = None) -> Path:
     return export_dir
 
 
+def multi_hot(mrs: list[str], labels: list[str]) -> torch.Tensor:
+    """(N, C) float multi-hots of each meaning representation's field=value pairs over `labels`."""
+    index = {label: i for i, label in enumerate(labels)}
+    out = torch.zeros(len(mrs), len(labels))
+    for row, mr in enumerate(mrs):
+        for field, value in parse_mr(mr).items():
+            if f"{field}={value}" in index:  # a pair never seen in training stays unset
+                out[row, index[f"{field}={value}"]] = 1.0
+    return out
+
+
+def initialise_from(model: TextDiffusionModel, directory: Path) -> None:
+    """Copy a saved model's weights (safetensors) into `model`; layers it lacks (conditions) keep their init."""
+    from safetensors.torch import load_file
+
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"training.init_from: {weights} does not exist; point it at a save_pretrained directory.")
+    missing, unexpected = model.load_state_dict(load_file(weights), strict=False)
+    if unexpected or any(not name.startswith("condition_embed") for name in missing):
+        raise ValueError(
+            f"training.init_from: {directory} does not fit the configured model (missing {missing}, unexpected "
+            f"{unexpected}); use the same model section as the run that saved it."
+        )
+    logger.info("Initialised from %s (new: %s).", directory, missing or "none")
+
+
 @torch.no_grad()
-def held_out_loss(engine, objective: DiffusionLMLoss, eval_ids: torch.Tensor, train_cfg, device) -> float:
+def held_out_loss(
+    engine, objective: DiffusionLMLoss, eval_ids: torch.Tensor, train_cfg, device, conditions=None
+) -> float:
     """Mean objective on the first eval_batches held-out batches, with fixed t and noise across evaluations."""
     engine.eval()
     generator = torch.Generator().manual_seed(train_cfg.seed)
-    losses = [
-        objective(engine, batch.to(device), generator=generator).loss.item()
-        for batch in eval_ids[: train_cfg.eval_batches * train_cfg.micro_batch_size].split(train_cfg.micro_batch_size)
-    ]
+    size, count = train_cfg.micro_batch_size, train_cfg.eval_batches * train_cfg.micro_batch_size
+    losses = []
+    for start in range(0, min(count, len(eval_ids)), size):
+        batch_conditions = None if conditions is None else conditions[start : start + size].to(device)
+        out = objective(
+            engine, eval_ids[start : start + size].to(device), generator=generator, conditions=batch_conditions
+        )
+        losses.append(out.loss.item())
     engine.train()
     return sum(losses) / len(losses)
 
