@@ -4,7 +4,8 @@ Each classifier reads the latents the diffusion runs on (the frozen model's word
 level, and predicts one kind of control:
 
     x_t (B, L, d), t → up-projection + learned positions + timestep embedding → small transformer → h (B, L, H)
-      field_value: mean-pool h → one softmax per field over {absent} ∪ its values       (semantic content)
+      field_value: per position, scores for every (field, value or absent); pooled over positions by
+                   log-mean-exp ("some word mentions it"), then one softmax per field   (semantic content)
       pos:         per position, a softmax over the universal tags ∪ {START, END, PAD}   (parts of speech)
       spans:       per queried span (i, j), a softmax over constituent labels ∪ {NONE}   (syntax spans)
 
@@ -15,6 +16,7 @@ summed log-probability of a batched target (entries equal to IGNORE are skipped)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -163,8 +165,9 @@ class LatentClassifier(PreTrainedModel):
         hidden = self.encode(x_t, timesteps)  # (B, L, H)
         if self.config.task == "pos":
             return LatentClassifierOutput(logits=self.head(hidden))
-        if self.config.task == "field_value":
-            return LatentClassifierOutput(logits=self.head(hidden.mean(1)))
+        if self.config.task == "field_value":  # log-mean-exp over positions: a soft "any position says so"
+            scores = self.head(hidden)  # (B, L, Σ)
+            return LatentClassifierOutput(logits=scores.logsumexp(1) - math.log(scores.shape[1]))
         if spans is None:
             raise ValueError("A 'spans' classifier needs the spans to label: a (B, S, 2) tensor of positions.")
         index = spans.clamp(min=0)[..., None].expand(-1, -1, -1, hidden.shape[-1])  # (B, S, 2, H)
