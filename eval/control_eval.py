@@ -144,6 +144,7 @@ def run_control_evaluation(
     guidance_steps: int = 3,
     guidance_step_size: float = 0.1,
     fluency_weight: float | None = None,
+    cfg_scale: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate guided decoding on one target file against the unguided model (see the module docstring)."""
@@ -164,15 +165,23 @@ def run_control_evaluation(
     rows = [controls_for(t, task) for t in targets]
     weight = FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight
     settings = {
+        "cfg_scale": cfg_scale,
         "guidance_scale": guidance_scale,
         "guidance_steps": guidance_steps,
         "guidance_step_size": guidance_step_size,
         "fluency_weight": weight,
     }
 
+    route = "classifier guidance"
+    if task == "length":
+        route = "length (END fixed)"
+    elif cfg_scale is not None:
+        route = f"classifier-free guidance (s = {cfg_scale:g})" + (
+            " + classifier guidance" if task == "compose" else ""
+        )
     report_rows = []
     for route, controls, kwargs in [
-        ("classifier guidance" if task != "length" else "length (END fixed)", rows, settings),
+        (route, rows, settings),
         ("unguided", None, {}),
     ]:
         texts, seconds = decode(

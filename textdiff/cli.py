@@ -27,7 +27,7 @@ def _generate(args: argparse.Namespace) -> int:
         known = {"input_ids": torch.tensor([ids]), "infill_mask": torch.tensor([mask])}
     controls = _controls(args)
     guidance = {}
-    for name in ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight"):
+    for name in ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "cfg_scale"):
         if getattr(args, name) is not None:
             guidance[name] = getattr(args, name)
     output = model.generate(
@@ -232,6 +232,7 @@ def _eval_control(args: argparse.Namespace) -> int:
         guidance_steps=args.guidance_steps,
         guidance_step_size=args.guidance_step_size,
         fluency_weight=args.fluency_weight,
+        cfg_scale=args.cfg_scale,
         seed=args.seed,
     )
     output = Path(args.output or Path(args.model) / f"control-{report['task']}.json")
@@ -296,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--guidance-steps", type=int, default=3)
     ev.add_argument("--guidance-step-size", type=float, default=0.1)
     ev.add_argument("--fluency-weight", type=float, default=None, help="λ (default: the paper's value for the task)")
+    ev.add_argument("--cfg-scale", type=float, default=None, help="field values by classifier-free guidance")
 
     gen = commands.add_parser("generate", help="decode text from noise with a saved model")
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
@@ -331,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--guidance-steps", type=int, default=None, help="K Adagrad steps per denoising step")
     control.add_argument("--guidance-step-size", type=float, default=None, help="Adagrad step size")
     control.add_argument("--fluency-weight", type=float, default=None, help="λ of the fluency term")
+    control.add_argument("--cfg-scale", type=float, default=None, help="field values by classifier-free guidance")
 
     vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")
     vis.add_argument("--model", required=True)
