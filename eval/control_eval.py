@@ -100,9 +100,15 @@ class ControlRow:
     examples: list[tuple[str, str]]  # (target, text)
 
 
-def length_targets(pos_file: Path, max_words: int) -> list[ControlTarget]:
-    """Length targets: the word counts of the POS targets' sentences (capped to what the model can write)."""
-    return [ControlTarget(length=min(t.length, max_words)) for t in read_control_targets(pos_file)]
+def length_targets(pos_file: Path) -> list[ControlTarget]:
+    """Length targets: the word counts of the POS targets' sentences."""
+    return [ControlTarget(length=t.length) for t in read_control_targets(pos_file)]
+
+
+def fits(target: ControlTarget, max_words: int) -> bool:
+    """Whether a model that writes at most `max_words` words can meet the target at all."""
+    longest = max([target.length or 0] + [end + 1 for _, end, _ in target.spans or []])
+    return longest <= max_words
 
 
 def describe(target: ControlTarget, task: str) -> str:
@@ -158,10 +164,13 @@ def run_control_evaluation(
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
     if task == "length":
         pos_file = Path(__file__).resolve().parents[1] / "data" / "control_targets" / "target_pos.json"
-        targets = length_targets(pos_file, model.config.max_position_embeddings - 2)
+        targets = length_targets(pos_file)
     else:
         targets = read_control_targets(targets_path)
     targets = targets[:num_targets] if num_targets else targets
+    max_words = model.config.max_position_embeddings - 2  # START and END take two positions
+    too_long = sum(not fits(t, max_words) for t in targets)
+    targets = [t for t in targets if fits(t, max_words)]
     rows = [controls_for(t, task) for t in targets]
     weight = FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight
     settings = {
@@ -203,6 +212,7 @@ def run_control_evaluation(
         "model": model_dir,
         "teacher": teacher_dir,
         "settings": {"num_inference_steps": num_inference_steps, "seed": seed, "num_targets": len(targets), **settings},
+        "targets_left_out": too_long,  # longer than the model's max_position_embeddings − 2 words
         "paper": PAPER.get(task),
         "guided_cost": report_rows[0].seconds / report_rows[1].seconds,
         "rows": [asdict(r) for r in report_rows],
@@ -212,9 +222,9 @@ def run_control_evaluation(
 def control_markdown(report: dict[str, Any]) -> str:
     """The control report as a markdown table."""
     lines = [
-        f"Task: {report['task']} ({report['settings']['num_targets']} targets, "
-        f"{report['settings']['num_inference_steps']} steps); guided decoding costs "
-        f"{report['guided_cost']:.2f}× unguided.",
+        f"Task: {report['task']} ({report['settings']['num_targets']} targets, {report['targets_left_out']} left out "
+        f"as longer than the model can write; {report['settings']['num_inference_steps']} steps); guided decoding "
+        f"costs {report['guided_cost']:.2f}× unguided.",
         "",
         "| route | control success (%) | lm-score (teacher PPL) | seconds |",
         "|---|---|---|---|",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.control_eval import controls_for, length_targets, success, task_of
+from eval.control_eval import controls_for, fits, length_targets, success, task_of
 from eval.controls import read_control_targets
 from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
 
@@ -29,10 +29,13 @@ def test_every_target_file_becomes_controls(name, task, kinds):
         assert [type(c) for c in controls_for(target, task)] == kinds
 
 
-def test_length_targets_come_from_the_pos_sentences_and_fit_the_model():
-    targets = length_targets(TARGETS / "target_pos.json", max_words=38)
-    assert len(targets) == 200 and all(1 <= t.length <= 38 for t in targets)
+def test_length_targets_come_from_the_pos_sentences_and_too_long_ones_are_left_out():
+    targets = length_targets(TARGETS / "target_pos.json")
+    assert len(targets) == 200 and all(t.length >= 1 for t in targets)
     assert controls_for(targets[0], "length") == [Length(targets[0].length)]
+    assert fits(targets[0], 64) and not fits(targets[0], targets[0].length - 1)
+    spans = read_control_targets(TARGETS / "target_spans.json")[0]  # spans [3, 5]: needs 6 words
+    assert fits(spans.__class__(spans=spans.spans), 6) and not fits(spans.__class__(spans=spans.spans), 5)
 
 
 def test_an_unknown_target_file_is_a_clear_error():
@@ -45,7 +48,7 @@ def test_reference_sentences_meet_their_own_targets():
     pos = read_control_targets(TARGETS / "target_pos.json")[:40]
     texts = [" ".join(t.words) for t in pos]
     assert success("pos", texts, pos)["pos"] > 0.85  # the oracle tagger's own accuracy on them is ~0.91
-    lengths = [t for t in length_targets(TARGETS / "target_pos.json", 38)[:40]]
+    lengths = length_targets(TARGETS / "target_pos.json")[:40]
     assert success("length", texts, lengths)["length"] == pytest.approx(
         sum(len(x.split()) == t.length for x, t in zip(texts, lengths)) / 40
     )

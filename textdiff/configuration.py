@@ -38,6 +38,7 @@ class TextDiffusionConfig(PretrainedConfig):
             multi-hot `conditions` input (all zeros: unconditional). None: an unconditional model.
         pad_token_id / bos_token_id / eos_token_id: Ids of the special tokens of the tokenizer saved beside
             the model (the START / END / PAD tokens of the paper).
+        unk_token_id: Id of the unknown-word token (never written where a word is required, e.g. under `Length`).
     """
 
     model_type = "textdiff"
@@ -63,6 +64,7 @@ class TextDiffusionConfig(PretrainedConfig):
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 1,
         eos_token_id: int | None = 2,
+        unk_token_id: int | None = None,
         **kwargs,
     ) -> None:
         self.vocab_size = vocab_size
@@ -81,6 +83,7 @@ class TextDiffusionConfig(PretrainedConfig):
         self.num_diffusion_steps = num_diffusion_steps
         self.self_conditioning = self_conditioning
         self.condition_labels = list(condition_labels) if condition_labels else None
+        self.unk_token_id = unk_token_id
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         self.validate_settings()
@@ -115,7 +118,7 @@ class TextDiffusionConfig(PretrainedConfig):
             raise ValueError(
                 f"TextDiffusionConfig.noise_schedule must be one of {SCHEDULES}, got {self.noise_schedule!r}."
             )
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:
                 raise ValueError(

@@ -166,7 +166,7 @@ def generate(
                     "in the infilling request instead."
                 )
             known, known_ids = _length_positions(rows, max_length, config)
-            # (B, L): the free positions of a row of fixed length must be words, not START, END or PAD.
+            # (B, L): the free positions of a row of fixed length must be words, not START, END, PAD or UNK.
             words_only = ~known & known.any(-1, keepdim=True)
         tasks = {c.task for row in rows for c in row if c.task is not None}
         if classifiers is None and tasks:
@@ -261,11 +261,12 @@ def generate(
 
 
 def _ban_special(distances: torch.Tensor, words_only: torch.Tensor | None, config) -> torch.Tensor:
-    """Make START / END / PAD unreachable by rounding at the (B, L) `words_only` positions. distances: (B, L, V)."""
+    """Make START / END / PAD / UNK unreachable by rounding at the (B, L) `words_only` positions.
+    distances: (B, L, V)."""
     if words_only is None:
         return distances
     special = torch.zeros(distances.shape[-1], dtype=torch.bool, device=distances.device)
-    for token in (config.bos_token_id, config.eos_token_id, config.pad_token_id):
+    for token in (config.bos_token_id, config.eos_token_id, config.pad_token_id, getattr(config, "unk_token_id", None)):
         if token is not None:
             special[token] = True
     banned = words_only.to(distances.device)[..., None] & special  # (B, L, V)

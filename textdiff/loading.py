@@ -53,4 +53,6 @@ def load_pretrained(
         model.generation_config = GenerationConfig.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or name_or_path)
     check_tokenizer_matches(tokenizer, model.config.vocab_size)
+    if getattr(model.config, "unk_token_id", None) is None:  # models saved before the config recorded it
+        model.config.unk_token_id = tokenizer.unk_token_id
     return model.eval(), tokenizer

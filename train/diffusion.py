@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> Path:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        unk_token_id=tokenizer.unk_token_id,
     )
     model = TextDiffusionModel(model_config)
     if train_cfg.init_from:
