@@ -66,36 +66,45 @@ def frame(ids: list[int], length: int, bos: int, eos: int, pad: int) -> list[int
     return [bos, *ids, eos] + [pad] * (length - len(ids) - 2)
 
 
-def label_rows(task, texts, mrs, length: int, rng: random.Random, settings: dict | None = None):
-    """(settings, targets): the classifier's label set (`labels` or `fields`) and, per sentence, its target row
-    for `LatentClassifier.log_prob`. With `settings` (the training split's), those labels are kept and anything
-    outside them is IGNOREd."""
-    if task == "field_value":
-        parsed = [parse_mr(mr) for mr in mrs]
-        if settings is None:
-            fields: dict[str, set[str]] = {}
-            for record in parsed:
-                for field, value in record.items():
-                    fields.setdefault(field, set()).add(value)
-            settings = {"fields": {field: sorted(values) for field, values in sorted(fields.items())}}
-        ordered = settings["fields"]
+# Labels per task. Each returns (settings, rows): the classifier's label set (`fields` or `labels`) and one target
+# row per sentence for `LatentClassifier.log_prob`. Given `settings` (the training split's), those are kept and
+# anything outside them is IGNOREd.
 
-        def index(record: dict[str, str], field: str) -> int:  # 0 = absent from the MR, IGNORE = unseen value
-            if field not in record:
-                return 0
-            return ordered[field].index(record[field]) + 1 if record[field] in ordered[field] else IGNORE
 
-        return settings, [torch.tensor([index(r, f) for f in ordered]) for r in parsed]  # (F,) each
-    if task == "pos":
-        from eval.oracles import PosOracle
+def field_value_rows(mrs: list[str], settings: dict | None = None) -> tuple[dict, list[torch.Tensor]]:
+    """Per sentence, (F,) value indices of its meaning representation: 0 = field absent, i + 1 = values[i]."""
+    parsed = [parse_mr(mr) for mr in mrs]
+    if settings is None:
+        fields: dict[str, set[str]] = {}
+        for record in parsed:
+            for field, value in record.items():
+                fields.setdefault(field, set()).add(value)
+        settings = {"fields": {field: sorted(values) for field, values in sorted(fields.items())}}
+    ordered = settings["fields"]
 
-        oracle, labels = PosOracle(), [*FRAME_LABELS, *UNIVERSAL_TAGS]
-        settings = {"labels": labels}
-        rows = []
-        for text in tqdm(texts, desc="Tagging with the oracle"):
-            tags = ["START", *oracle.tag(text.split()), "END"]
-            rows.append(torch.tensor([labels.index(t) for t in tags + ["PAD"] * (length - len(tags))]))
-        return settings, rows
+    def index(record: dict[str, str], field: str) -> int:
+        if field not in record:
+            return 0
+        return ordered[field].index(record[field]) + 1 if record[field] in ordered[field] else IGNORE
+
+    return settings, [torch.tensor([index(r, f) for f in ordered]) for r in parsed]
+
+
+def pos_rows(texts: list[str], length: int) -> tuple[dict, list[torch.Tensor]]:
+    """Per sentence, (L,) tags of START, the oracle's universal tag of each word, END, then PAD."""
+    from eval.oracles import PosOracle
+
+    oracle, labels = PosOracle(), [*FRAME_LABELS, *UNIVERSAL_TAGS]
+    rows = []
+    for text in tqdm(texts, desc="Tagging with the oracle"):
+        tags = ["START", *oracle.tag(text.split()), "END"]
+        rows.append(torch.tensor([labels.index(t) for t in tags + ["PAD"] * (length - len(tags))]))
+    return {"labels": labels}, rows
+
+
+def span_rows(texts: list[str], rng: random.Random, settings: dict | None = None) -> tuple[dict, list[torch.Tensor]]:
+    """Per sentence, (2S, 3) rows (start, end, label) at latent positions: up to S of the span oracle's
+    constituents and as many random non-constituents (label 0, NONE); unused rows are IGNORE."""
     from eval.span_parser import SpanOracle
 
     oracle = SpanOracle()
@@ -119,6 +128,14 @@ def label_rows(task, texts, mrs, length: int, rng: random.Random, settings: dict
     return settings, rows
 
 
+def label_rows(task, texts, mrs, length: int, rng: random.Random, settings: dict | None = None):
+    if task == "field_value":
+        return field_value_rows(mrs, settings)
+    if task == "pos":
+        return pos_rows(texts, length)
+    return span_rows(texts, rng, settings)
+
+
 def encode(split, tokenizer, task, args, length, rng, settings=None):
     """Framed ids (N, L) and target rows for one split; sentences that do not fit L, or whose words the tokenizer
     splits (labels are per word), are left out."""
@@ -126,7 +143,7 @@ def encode(split, tokenizer, task, args, length, rng, settings=None):
     for row in split:
         words = row[args.text_column].split()
         encoded = tokenizer(row[args.text_column], add_special_tokens=False, verbose=False)["input_ids"]
-        if len(encoded) != len(words):
+        if task != "field_value" and len(encoded) != len(words):
             raise ValueError(
                 "Classifier labels are per word, but the model's tokenizer splits words into pieces; train the "
                 "diffusion model with tokenizer.kind: word to use POS and span controls."
