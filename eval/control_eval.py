@@ -47,8 +47,10 @@ def task_of(targets_path: str) -> str:
     return tasks[name]
 
 
-def controls_for(target: ControlTarget, task: str) -> list:
-    """The `textdiff.guidance` controls that ask for one target."""
+def controls_for(target: ControlTarget, task: str, span_labels: list[str] | None = None) -> list:
+    """The `textdiff.guidance` controls that ask for one target. With `span_labels` (the span classifier's), spans
+    whose label it does not know (NML, absent from the GUM-trained oracle) are not asked for; they still count
+    in the success rate."""
     from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
 
     if task == "semantic":
@@ -56,7 +58,10 @@ def controls_for(target: ControlTarget, task: str) -> list:
     if task == "pos":
         return [PartsOfSpeech(target.pos)]
     if task == "spans":
-        return [Spans(target.spans)]
+        spans = Spans(target.spans).spans
+        if span_labels is not None:
+            spans = [s for s in spans if s[2] in span_labels]
+        return [Spans(spans)] if spans else []
     if task == "length":
         return [Length(target.length)]
     return [PartsOfSpeech(target.pos), FieldValue(*target.attribute)]
@@ -171,7 +176,12 @@ def run_control_evaluation(
     max_words = model.config.max_position_embeddings - 2  # START and END take two positions
     too_long = sum(not fits(t, max_words) for t in targets)
     targets = [t for t in targets if fits(t, max_words)]
-    rows = [controls_for(t, task) for t in targets]
+    span_labels = None
+    if task == "spans":
+        from textdiff.guidance import load_classifiers
+
+        span_labels = load_classifiers(model_dir, {"spans"})["spans"].config.labels
+    rows = [controls_for(t, task, span_labels) for t in targets]
     weight = FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight
     settings = {
         "cfg_scale": cfg_scale,

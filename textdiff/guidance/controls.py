@@ -122,13 +122,14 @@ class PartsOfSpeech(Control):
 @dataclass(frozen=True)
 class Spans(Control):
     """Constituents the text's parse should contain: (start, end, label) with word indices and an inclusive end,
-    e.g. `Spans([(0, 2, "NP"), (3, 5, "PP")])`."""
+    e.g. `Spans([(0, 2, "NP"), (3, 5, "PP")])`. A unary chain written "S::NP" (as in Diffusion-LM's targets) is
+    asked for by its top label, the one the span oracle gives such a span."""
 
     spans: tuple[tuple[int, int, str], ...]
     task = "spans"
 
     def __init__(self, spans) -> None:
-        object.__setattr__(self, "spans", tuple((int(a), int(b), str(label)) for a, b, label in spans))
+        object.__setattr__(self, "spans", tuple((int(a), int(b), str(label).split("::")[0]) for a, b, label in spans))
 
     def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
         if not self.spans:
