@@ -267,3 +267,25 @@ def test_condition_dropout_one_is_the_unconditional_loss(conditional_model):
     )
     assert with_all.loss.item() == pytest.approx(x_plain.loss.item())
     assert plain.loss.item() == pytest.approx(x_plain.loss.item())
+
+
+def test_cli_takes_controls_as_flags_or_a_json_file(word_model, tmp_path, capsys):
+    from textdiff.cli import main
+
+    model_dir = word_model / "model"
+    if not (classifier_path(model_dir, "field_value") / "model.safetensors").is_file():
+        test_train_classifier_saves_classifiers_that_generate_finds(word_model)
+    common = ["generate", "--model", str(model_dir), "--num-samples", "2", "--steps", "3"]
+    assert main([*common, "--field", "food=Italian", "--length", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert all(len(line.split()) == 5 for line in lines)
+    spec = tmp_path / "controls.json"
+    spec.write_text(json.dumps({"pos": ["NOUN", "VERB", "."], "spans": [[0, 1, "NP"]], "length": 4}))
+    assert main([*common, "--controls", str(spec), "--guidance-steps", "1"]) == 0
+    with pytest.raises(SystemExit):
+        main([*common, "--field", "food:Italian"])
+    assert "--field takes FIELD=VALUE" in capsys.readouterr().err
+    spec.write_text(json.dumps({"colour": "red"}))
+    with pytest.raises(SystemExit):
+        main([*common, "--controls", str(spec)])
+    assert "Unknown control kinds ['colour']" in capsys.readouterr().err
