@@ -1,6 +1,8 @@
 import pytest
 import torch
+from conftest import tiny_config
 
+import textdiff
 from textdiff.generation import GenerationOutput, pad_after_eos
 
 
@@ -142,3 +144,24 @@ def test_saved_generation_config_sets_the_defaults(tmp_path, tiny_model):
     explicit = model.generate(seed=0, sampler="ddim", num_inference_steps=3, clamp=False)
     assert torch.equal(out.sequences, explicit)
     assert model.generate(seed=0, num_inference_steps=5, return_dict_in_generate=True).timesteps.shape == (5,)
+
+
+def test_self_conditioning_feeds_back_the_raw_estimate_as_in_training():
+    """Training feeds the denoiser its own unclamped x̂0; decoding must too, even with clamping on."""
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(self_conditioning=True)).eval()
+    seen, outputs = [], []
+    forward = model.forward
+
+    def recording(x_t, timesteps, attention_mask=None, self_cond=None, conditions=None):
+        seen.append(self_cond)
+        out = forward(x_t, timesteps, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions)
+        outputs.append(out.pred_x0)
+        return out
+
+    model.forward = recording
+    model.generate(num_return_sequences=2, num_inference_steps=3, seed=0, clamp=True)
+    assert seen[0] is None
+    for step in (1, 2):
+        torch.testing.assert_close(seen[step], outputs[step - 1])  # the raw estimate, not its nearest embeddings
+        assert not torch.allclose(seen[step], model.clamp(outputs[step - 1]))

@@ -223,6 +223,8 @@ def generate(
         step_confidence = (
             (-distances).softmax(-1).amax(-1) if return_dict_in_generate else torch.ones_like(ids, dtype=x.dtype)
         )
+        # Self-conditioning sees the raw estimate, as in training (its no-grad pass is never clamped).
+        raw_x0 = pred_x0
         if clamp:
             pred_x0 = model.embed(ids)
         if known is not None:
@@ -230,7 +232,7 @@ def generate(
             ids = torch.where(known[..., 0], known_ids, ids)
             step_confidence = torch.where(known[..., 0], torch.ones_like(step_confidence), step_confidence)
         if config.self_conditioning:
-            self_cond = pred_x0
+            self_cond = raw_x0 if known is None else torch.where(known, known_x0, raw_x0)
         history.append(ids)
         confidence.append(step_confidence)
         out = reverse.step(pred_x0, t, x, generator=generator)

@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--output", default=None, help="default: MODEL/classifiers/TASK")
+    parser.add_argument("--init-from", default=None, help="continue training a saved classifier of the same task")
     return parser.parse_args(argv)
 
 
@@ -216,6 +217,12 @@ def main(argv: list[str] | None = None) -> Path:
         **settings,
     )
     classifier = LatentClassifier(config)
+    if args.init_from:
+        classifier = LatentClassifier.from_pretrained(args.init_from, use_safetensors=True)
+        saved = classifier.config
+        if (saved.task, saved.labels, saved.fields) != (config.task, config.labels, config.fields):
+            raise ValueError(f"--init-from {args.init_from} is a classifier of other labels; train a new one.")
+        classifier.train()
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=args.learning_rate, weight_decay=0.01)
 
     def lr_at(step: int) -> float:  # linear warm-up over 100 steps, then linear decay to a tenth
