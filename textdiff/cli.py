@@ -10,7 +10,20 @@ textdiff eval --model runs/e2e-tiny/model --teacher runs/e2e-tiny-teacher/model 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+# What the command prints for its user (samples, tables, paths) goes through this logger; `main` sends it to stdout.
+console = logging.getLogger("textdiff.cli")
+
+
+def _route_output_to_stdout() -> None:
+    """Send the command's output to the current stdout, plainly, once per invocation."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    console.handlers = [handler]
+    console.setLevel(logging.INFO)
+    console.propagate = False
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -45,7 +58,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.show_steps:
         _animate(output, tokenizer, args.num_samples)
     for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
-        print(text)
+        console.info(text)
     return 0
 
 
@@ -117,7 +130,7 @@ def _animate(output, tokenizer, num_samples: int) -> None:
     steps = len(output.timesteps)
     if not color:
         for i in sorted({round(k * (steps - 1) / 10) for k in range(11)}):
-            print("\n".join(sample[i] for sample in frames), end="\n\n")
+            console.info("\n".join(sample[i] for sample in frames) + "\n")
         return
     delay = min(0.05, 6.0 / steps)
     for i in range(steps):
@@ -126,7 +139,7 @@ def _animate(output, tokenizer, num_samples: int) -> None:
         sys.stdout.write("\n".join("\033[2K" + sample[i] for sample in frames) + "\n")
         sys.stdout.flush()
         time.sleep(delay)
-    print()
+    console.info("")
 
 
 def _visualize(args: argparse.Namespace) -> int:
@@ -154,8 +167,8 @@ def _visualize(args: argparse.Namespace) -> int:
         output_path.write_text(trajectory_html(trajectory), encoding="utf-8")
     else:
         raise ValueError(f"--output must end in .svg (heatmap picture) or .html (animated page), got {output_path}.")
-    print(" ".join(trajectory.words[-1]))
-    print(f"Wrote {output_path}")
+    console.info(" ".join(trajectory.words[-1]))
+    console.info(f"Wrote {output_path}")
     return 0
 
 
@@ -176,14 +189,14 @@ def _train_teacher(rest: list[str]) -> int:
 def _train_classifier(rest: list[str]) -> int:
     from train.classifier import main as classifier_main
 
-    print(f"Saved to {classifier_main(rest)}")
+    console.info(f"Saved to {classifier_main(rest)}")
     return 0
 
 
 def _export(rest: list[str]) -> int:
     from train.export import main as export_main
 
-    print(f"Exported to {export_main(rest)}")
+    console.info(f"Exported to {export_main(rest)}")
     return 0
 
 
@@ -210,8 +223,8 @@ def _eval(args: argparse.Namespace) -> int:
     )
     output = Path(args.output or Path(args.model) / "eval.json")
     write_report(report, output)
-    print(markdown_table(report))
-    print(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
+    console.info(markdown_table(report))
+    console.info(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
     return 0
 
 
@@ -239,10 +252,10 @@ def _eval_control(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     output.with_suffix(".md").write_text(control_markdown(report) + "\n", encoding="utf-8")
-    print(control_markdown(report))
+    console.info(control_markdown(report))
     for target, text in report["rows"][0]["examples"]:
-        print(f"  {target}\n    -> {text}")
-    print(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
+        console.info(f"  {target}\n    -> {text}")
+    console.info(f"\nReport: {output} (JSON) and {output.with_suffix('.md')} (table)")
     return 0
 
 
@@ -349,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _route_output_to_stdout()
     parser = build_parser()
     try:
         if argv and argv[0] == "train":  # the training scripts own their flags
