@@ -21,7 +21,7 @@ others add classifier guidance, a few gradient steps on each step's sample x_{tâ
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -148,42 +148,20 @@ def generate(
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
     known, known_ids = _known_positions(input_ids, infill_mask, num_return_sequences, max_length, config.vocab_size)
-    guidance, words_only, conditions = None, None, None
-    if cfg_scale is not None and not config.condition_labels:
-        raise ValueError(
-            "cfg_scale needs a conditional model (trained with data.condition_column); this one is unconditional. "
-            "Use classifier guidance (controls without cfg_scale) instead."
+    plan = _plan_controls(model, controls, classifiers, num_return_sequences, max_length, cfg_scale, known is not None)
+    if plan.known is not None:
+        known, known_ids = plan.known, plan.known_ids
+    guidance = None
+    if plan.targets:
+        guidance = ClassifierGuidance(
+            classifiers=plan.classifiers,
+            targets=plan.targets,
+            guidance_scale=guidance_scale,
+            num_steps=guidance_steps,
+            step_size=guidance_step_size,
+            fluency_weight=fluency_weight,
         )
-    if controls is not None:
-        rows = _rows_of_controls(controls, num_return_sequences)
-        if cfg_scale is not None:  # field values become the model's own conditions
-            conditions = _condition_rows(rows, config.condition_labels)
-            rows = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
-        if any(isinstance(c, Length) for row in rows for c in row):
-            if known is not None:
-                raise ValueError(
-                    "Length cannot be combined with input_ids or infill_mask; give the END position "
-                    "in the infilling request instead."
-                )
-            known, known_ids = _length_positions(rows, max_length, config)
-            # (B, L): the free positions of a row of fixed length must be words, not START, END, PAD or UNK.
-            words_only = ~known & known.any(-1, keepdim=True)
-        tasks = {c.task for row in rows for c in row if c.task is not None}
-        if classifiers is None and tasks:
-            classifiers = load_classifiers(model.name_or_path, tasks)
-        classifiers = classifiers or {}
-        for row in rows:
-            for control in row:
-                control.check(max_length, classifiers[control.task].config if control.task in classifiers else None)
-        if tasks:
-            guidance = ClassifierGuidance(
-                classifiers=classifiers,
-                targets=ClassifierGuidance.build_targets(rows, classifiers, max_length),
-                guidance_scale=guidance_scale,
-                num_steps=guidance_steps,
-                step_size=guidance_step_size,
-                fluency_weight=fluency_weight,
-            )
+    conditions = plan.conditions
 
     if isinstance(sampler, Sampler):
         reverse = sampler
@@ -202,6 +180,7 @@ def generate(
         known, known_ids = known.to(x.device), known_ids.to(x.device)
         known_x0 = model.embed(known_ids)  # (B, L, d)
         known = known[..., None]  # (B, L, 1)
+    banned = _banned_tokens(plan.words_only, config, x.device)  # (B, L, V) or None, fixed for the whole decode
     self_cond = None
     history, confidence = [], []
     for step, t in enumerate(reverse.timesteps.tolist()):
@@ -217,7 +196,9 @@ def generate(
             ).pred_x0  # (2B, L, d)
             conditional, unconditional = both.chunk(2)
             pred_x0 = unconditional + cfg_scale * (conditional - unconditional)
-        distances = _ban_special(model.nearest_token_distances(pred_x0), words_only, config)  # (B, L, V)
+        distances = model.nearest_token_distances(pred_x0)  # (B, L, V)
+        if banned is not None:
+            distances = distances.masked_fill(banned, float("inf"))
         ids = distances.argmin(-1)  # (B, L): rounding to the nearest embedding
         # The rounding probability softmax(âˆ’distance) of the chosen word, only when the history is returned.
         step_confidence = (
@@ -248,7 +229,10 @@ def generate(
 
     model.train(was_training)
 
-    final = _ban_special(model.nearest_token_distances(x), words_only, config).argmin(-1)  # (B, L) rounding
+    distances = model.nearest_token_distances(x)  # (B, L, V)
+    if banned is not None:
+        distances = distances.masked_fill(banned, float("inf"))
+    final = distances.argmin(-1)  # (B, L) rounding
     if known is not None:
         final = torch.where(known[..., 0], known_ids, final)
     sequences = pad_after_eos(final, config.eos_token_id, config.pad_token_id)
@@ -262,17 +246,77 @@ def generate(
     )
 
 
-def _ban_special(distances: torch.Tensor, words_only: torch.Tensor | None, config) -> torch.Tensor:
-    """Make START / END / PAD / UNK unreachable by rounding at the (B, L) `words_only` positions.
-    distances: (B, L, V)."""
+@dataclass
+class _ControlPlan:
+    """What a request's controls change in the decoding loop.
+
+    Attributes:
+        known / known_ids: (B, L) positions fixed by `Length` controls and their tokens, or None.
+        words_only: (B, L) free positions of the rows with a `Length`, where only words may be written, or None.
+        classifiers / targets: The classifiers and batched targets of classifier guidance (empty: none).
+        conditions: (B, C) conditions of classifier-free guidance, or None.
+    """
+
+    known: torch.Tensor | None = None
+    known_ids: torch.Tensor | None = None
+    words_only: torch.Tensor | None = None
+    classifiers: dict[str, LatentClassifier] = field(default_factory=dict)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)
+    conditions: torch.Tensor | None = None
+
+
+def _plan_controls(
+    model: TextDiffusionModel,
+    controls: list | None,
+    classifiers: dict[str, LatentClassifier] | None,
+    batch: int,
+    length: int,
+    cfg_scale: float | None,
+    has_known: bool,
+) -> _ControlPlan:
+    """Check the controls and turn them into known tokens, guidance targets and conditions."""
+    config = model.config
+    if cfg_scale is not None and not config.condition_labels:
+        raise ValueError(
+            "cfg_scale needs a conditional model (trained with data.condition_column); this one is unconditional. "
+            "Use classifier guidance (controls without cfg_scale) instead."
+        )
+    plan = _ControlPlan()
+    if controls is None:
+        return plan
+    rows = _rows_of_controls(controls, batch)
+    if cfg_scale is not None:  # field values become the model's own conditions
+        plan.conditions = _condition_rows(rows, config.condition_labels)
+        rows = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
+    tasks = {c.task for row in rows for c in row if c.task is not None}
+    if classifiers is None and tasks:
+        classifiers = load_classifiers(model.name_or_path, tasks)
+    plan.classifiers = classifiers or {}
+    for control in {c for row in rows for c in row}:
+        task_config = plan.classifiers[control.task].config if control.task in plan.classifiers else None
+        control.check(length, task_config)
+    if any(isinstance(c, Length) for row in rows for c in row):
+        if has_known:
+            raise ValueError(
+                "Length cannot be combined with input_ids or infill_mask; give the END position "
+                "in the infilling request instead."
+            )
+        plan.known, plan.known_ids = _length_positions(rows, length, config)
+        plan.words_only = ~plan.known & plan.known.any(-1, keepdim=True)
+    if tasks:
+        plan.targets = ClassifierGuidance.build_targets(rows, plan.classifiers, length)
+    return plan
+
+
+def _banned_tokens(words_only: torch.Tensor | None, config, device: torch.device) -> torch.Tensor | None:
+    """(B, L, V): START / END / PAD / UNK at the `words_only` positions, which rounding must never choose."""
     if words_only is None:
-        return distances
-    special = torch.zeros(distances.shape[-1], dtype=torch.bool, device=distances.device)
-    for token in (config.bos_token_id, config.eos_token_id, config.pad_token_id, getattr(config, "unk_token_id", None)):
+        return None
+    special = torch.zeros(config.vocab_size, dtype=torch.bool, device=device)
+    for token in (config.bos_token_id, config.eos_token_id, config.pad_token_id, config.unk_token_id):
         if token is not None:
             special[token] = True
-    banned = words_only.to(distances.device)[..., None] & special  # (B, L, V)
-    return distances.masked_fill(banned, float("inf"))
+    return words_only.to(device)[..., None] & special
 
 
 def _condition_rows(rows: list[list[Control]], labels: list[str]) -> torch.Tensor:
@@ -315,7 +359,6 @@ def _length_positions(rows: list[list[Control]], length: int, config) -> tuple[t
         if len(lengths) > 1:
             raise ValueError(f"Row {i} has {len(lengths)} Length controls; give one.")
         if lengths:
-            lengths[0].check(length)
             ids[i], known[i] = lengths[0].known_tokens(
                 length, config.bos_token_id, config.eos_token_id, config.pad_token_id
             )
