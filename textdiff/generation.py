@@ -181,6 +181,8 @@ def generate(
         known_x0 = model.embed(known_ids)  # (B, L, d)
         known = known[..., None]  # (B, L, 1)
     banned = _banned_tokens(plan.words_only, config, x.device)  # (B, L, V) or None, fixed for the whole decode
+    if guidance is not None:
+        guidance.to(x.device)
     self_cond = None
     history, confidence = [], []
     for step, t in enumerate(reverse.timesteps.tolist()):

@@ -108,20 +108,26 @@ class ClassifierGuidance:
         unguided = round(self.skip_last_fraction * num_inference_steps)
         return self.num_steps > 0 and step_index < num_inference_steps - unguided
 
+    def to(self, device: torch.device) -> ClassifierGuidance:
+        """Move the targets to the latents' device (once per decode, not at every step)."""
+        self.targets = {task: target.to(device) for task, target in self.targets.items()}
+        return self
+
+    def _log_prob(self, x: torch.Tensor, timestep: int) -> torch.Tensor:
+        """Σ_c log p_c(target_c | x) per row, (B,): the controls' log-probabilities add."""
+        timesteps = torch.full((x.shape[0],), timestep, device=x.device, dtype=torch.long)
+        return sum(self.classifiers[task].log_prob(x, timesteps, target) for task, target in self.targets.items())
+
     def __call__(self, x: torch.Tensor, mean: torch.Tensor, std: float, timestep: int) -> torch.Tensor:
         """Refine the step's sample x_s (B, L, d) at timestep s (−1 = clean) and return the new (B, L, d) latent."""
-        timesteps = torch.full((x.shape[0],), timestep, device=x.device, dtype=torch.long)
         scale = std if std > 0 else 1.0
-        targets = {task: target.to(x.device) for task, target in self.targets.items()}
         latent = x.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adagrad([latent], lr=self.step_size)
         with torch.enable_grad():
             for _ in range(self.num_steps):
                 optimizer.zero_grad()
-                # 1. The controls' log-probabilities add: log p(c_1, c_2 | x_s) = Σ_c log p_c(c | x_s).
-                log_prob = sum(
-                    self.classifiers[task].log_prob(latent, timesteps, target) for task, target in targets.items()
-                )
+                # 1. log p(c_1, c_2 | x_s) = Σ_c log p_c(c | x_s).
+                log_prob = self._log_prob(latent, timestep)
                 # 2. The fluency term: λ ‖μ − x_s‖² / σ keeps x_s likely under the denoising step.
                 fluency = ((mean - latent) ** 2).sum(dim=(1, 2)) / scale  # (B,)
                 loss = (-self.guidance_scale * log_prob + self.fluency_weight * fluency).sum()
@@ -129,14 +135,10 @@ class ClassifierGuidance:
                 optimizer.step()
         return latent.detach()
 
+    @torch.no_grad()
     def log_prob(self, x: torch.Tensor, timestep: int) -> torch.Tensor:
         """Σ_c log p_c(target_c | x) per row, (B,): how well the latent meets its controls (for tests and logs)."""
-        timesteps = torch.full((x.shape[0],), timestep, device=x.device, dtype=torch.long)
-        with torch.no_grad():
-            return sum(
-                self.classifiers[task].log_prob(x, timesteps, target.to(x.device))
-                for task, target in self.targets.items()
-            )
+        return self._log_prob(x, timestep)
 
 
 def _merge(first: torch.Tensor, second: torch.Tensor, control: Control) -> torch.Tensor:
