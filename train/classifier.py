@@ -166,16 +166,7 @@ def accuracy(classifier, model, ids, targets, timestep: int, schedule: NoiseSche
         x0 = model.embed(ids)
         t = torch.full((ids.shape[0],), timestep, dtype=torch.long)
         x_t = x0 if timestep < 0 else schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator))
-        task = classifier.config.task
-        if task == "spans":
-            logits, labels = classifier(x_t, t, spans=targets[..., :2]).logits, targets[..., 2]
-        elif task == "pos":
-            logits, labels = classifier(x_t, t).logits, targets
-        else:
-            blocks = classifier.field_log_probs(classifier(x_t, t).logits)
-            predicted = torch.stack([b.argmax(-1) for b in blocks], 1)  # (B, F)
-            keep = targets != IGNORE
-            return float(((predicted == targets) & keep).sum() / keep.sum())
+        logits, labels = classifier.logits_and_labels(x_t, t, targets)
         keep = labels != IGNORE
         return float(((logits.argmax(-1) == labels) & keep).sum() / keep.sum())
 

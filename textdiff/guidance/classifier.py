@@ -175,10 +175,21 @@ class LatentClassifier(PreTrainedModel):
         start, end = ends[:, :, 0], ends[:, :, 1]
         return LatentClassifierOutput(logits=self.head(torch.cat([start, end, start * end], dim=-1)))
 
-    def field_log_probs(self, logits: torch.Tensor) -> list[torch.Tensor]:
-        """Split (B, Σ) field-value logits into one (B, |values_f| + 1) log-softmax per field."""
+    def per_field_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, Σ) field-value logits -> (B, F, W): one row per field, padded with −1e9 to the widest field."""
         sizes = [len(values) + 1 for values in self.config.fields.values()]
-        return [block.log_softmax(-1) for block in logits.split(sizes, dim=-1)]
+        width = max(sizes)
+        return torch.stack([F.pad(b, (0, width - b.shape[-1]), value=-1e9) for b in logits.split(sizes, dim=-1)], 1)
+
+    def logits_and_labels(
+        self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task's logits (..., C) aligned with the labels (...) of a batched target (see `log_prob`)."""
+        if self.config.task == "spans":
+            return self(x_t, timesteps, spans=target[..., :2]).logits, target[..., 2]  # (B, S, C), (B, S)
+        if self.config.task == "pos":
+            return self(x_t, timesteps).logits, target  # (B, L, C), (B, L)
+        return self.per_field_logits(self(x_t, timesteps).logits), target  # (B, F, W), (B, F)
 
     def log_prob(self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Σ log p(target | x_t) per row, skipping IGNORE entries: the quantity classifier guidance raises.
@@ -191,16 +202,7 @@ class LatentClassifier(PreTrainedModel):
         Returns:
             (B,) log-probabilities.
         """
-        if self.config.task == "spans":
-            logits = self(x_t, timesteps, spans=target[..., :2]).logits  # (B, S, C)
-            labels = target[..., 2]
-        elif self.config.task == "pos":
-            logits, labels = self(x_t, timesteps).logits, target  # (B, L, C), (B, L)
-        else:
-            blocks = self.field_log_probs(self(x_t, timesteps).logits)
-            width = max(block.shape[-1] for block in blocks)
-            logits = torch.stack([F.pad(b, (0, width - b.shape[-1]), value=-1e9) for b in blocks], 1)  # (B, F, W)
-            labels = target
+        logits, labels = self.logits_and_labels(x_t, timesteps, target)
         keep = labels != IGNORE
         picked = logits.log_softmax(-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
         return (picked * keep).sum(-1)
