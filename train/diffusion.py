@@ -67,30 +67,26 @@ def main(argv: list[str] | None = None) -> Path:
     # the datasets cache); it saves the tokenizer only once the data has proved usable, so a bad corpus leaves no
     # output behind. The other ranks then load that tokenizer. The ids are held in memory as (N, L).
     condition_column = run.data.condition_column
-    keep = (condition_column,) if condition_column else ()
-    with rank_zero_first(dist):
-        train_text = load_corpus(run.data.dataset, run.data.train_split, run.data.text_column)
-        tokenizer = load_or_train_tokenizer(run, train_text, output_dir / "tokenizer", dist, resume=args.resume)
-        train_framed = frame_sequences(
-            train_text,
+
+    def frame(text) -> dict:
+        """A split's framed ids (N, L), with its condition column when the model is conditional."""
+        return frame_sequences(
+            text,
             tokenizer,
             run.data.seq_len,
             text_column=run.data.text_column,
             packing=run.data.packing,
-            keep_columns=keep,
+            keep_columns=(condition_column,) if condition_column else (),
         )[:]
+
+    with rank_zero_first(dist):
+        train_text = load_corpus(run.data.dataset, run.data.train_split, run.data.text_column)
+        tokenizer = load_or_train_tokenizer(run, train_text, output_dir / "tokenizer", dist, resume=args.resume)
+        train_framed = frame(train_text)
         train_ids = train_framed["input_ids"]  # (N, L)
         eval_ids = eval_framed = None
         if run.data.eval_split and train_cfg.eval_every:
-            eval_text = load_corpus(run.data.dataset, run.data.eval_split, run.data.text_column)
-            eval_framed = frame_sequences(
-                eval_text,
-                tokenizer,
-                run.data.seq_len,
-                text_column=run.data.text_column,
-                packing=run.data.packing,
-                keep_columns=keep,
-            )[:]
+            eval_framed = frame(load_corpus(run.data.dataset, run.data.eval_split, run.data.text_column))
             eval_ids = eval_framed["input_ids"]  # (N, L)
         if dist.rank == 0:
             tokenizer.save_pretrained(output_dir / "tokenizer")
@@ -173,16 +169,13 @@ def main(argv: list[str] | None = None) -> Path:
     step = start_step
     for step in progress:
         engine.train()
-        indices = order.indices(step, dist.rank, dist.world_size)
-        rank_batch = train_ids[indices]  # (G / world, L)
+        indices = order.indices(step, dist.rank, dist.world_size)  # this rank's G / world sequences
         terms = {"loss": 0.0, "mse": 0.0, "rounding": 0.0, "prior": 0.0}
-        for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
+        for micro, rows in enumerate(indices.split(train_cfg.micro_batch_size)):
             seed = step_seed(train_cfg.seed, step, dist.rank * train_cfg.gradient_accumulation_steps + micro)
             torch.manual_seed(seed)  # dropout; the loss draws t and noise from its own generator
-            conditions = None
-            if train_conditions is not None:
-                rows = indices[micro * train_cfg.micro_batch_size : (micro + 1) * train_cfg.micro_batch_size]
-                conditions = train_conditions[rows].to(device)  # (B, C)
+            input_ids = train_ids[rows]  # (B, L)
+            conditions = None if train_conditions is None else train_conditions[rows].to(device)  # (B, C)
             out = objective(
                 engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed), conditions=conditions
             )
