@@ -177,14 +177,17 @@ def run_control_evaluation(
     max_words = model.config.max_position_embeddings - 2  # START and END take two positions
     too_long = sum(not fits(t, max_words) for t in targets)
     targets = [t for t in targets if fits(t, max_words)]
-    span_labels = None
-    if task == "spans":
-        from textdiff.guidance import load_classifiers
+    # The classifiers the guided route needs, loaded once (field values go to the model itself under CFG).
+    from textdiff.guidance import load_classifiers
 
-        span_labels = load_classifiers(model_dir, {"spans"})["spans"].config.labels
+    needed = {"semantic": {"field_value"}, "pos": {"pos"}, "spans": {"spans"}, "compose": {"pos", "field_value"}}
+    tasks = needed.get(task, set()) - ({"field_value"} if cfg_scale is not None else set())
+    classifiers = load_classifiers(model_dir, tasks)
+    span_labels = classifiers["spans"].config.labels if "spans" in classifiers else None
     rows = [controls_for(t, task, span_labels) for t in targets]
     weight = FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight
     settings = {
+        "classifiers": classifiers,
         "cfg_scale": cfg_scale,
         "guidance_scale": guidance_scale,
         "guidance_steps": guidance_steps,
@@ -192,16 +195,16 @@ def run_control_evaluation(
         "fluency_weight": weight,
     }
 
-    route = "classifier guidance"
+    guided = "classifier guidance"
     if task == "length":
-        route = "length (END fixed)"
+        guided = "length (END fixed)"
     elif cfg_scale is not None:
-        route = f"classifier-free guidance (s = {cfg_scale:g})" + (
+        guided = f"classifier-free guidance (s = {cfg_scale:g})" + (
             " + classifier guidance" if task == "compose" else ""
         )
     report_rows = []
     for route, controls, kwargs in [
-        (route, rows, settings),
+        (guided, rows, settings),
         ("unguided", None, {}),
     ]:
         texts, seconds = decode(
@@ -222,7 +225,12 @@ def run_control_evaluation(
         "targets": str(targets_path),
         "model": model_dir,
         "teacher": teacher_dir,
-        "settings": {"num_inference_steps": num_inference_steps, "seed": seed, "num_targets": len(targets), **settings},
+        "settings": {
+            "num_inference_steps": num_inference_steps,
+            "seed": seed,
+            "num_targets": len(targets),
+            **{name: value for name, value in settings.items() if name != "classifiers"},
+        },
         "targets_left_out": too_long,  # longer than the model's max_position_embeddings − 2 words
         "paper": PAPER.get(task),
         "guided_cost": report_rows[0].seconds / report_rows[1].seconds,
