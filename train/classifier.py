@@ -160,12 +160,18 @@ def encode(split, tokenizer, task, args, length, rng, settings=None):
     return settings, torch.tensor(ids), torch.stack(targets)
 
 
+def noisy_latents(model, schedule: NoiseSchedule, ids: torch.Tensor, t: torch.Tensor, generator) -> torch.Tensor:
+    """x_t ~ q(x_t | EMB(w)) for ids (B, L) at timesteps t (B,), where t = −1 is the clean EMB(w): (B, L, d)."""
+    x0 = model.embed(ids)
+    noisy = schedule.q_sample(x0, t.clamp(min=0), torch.randn(x0.shape, generator=generator))
+    return torch.where((t < 0)[:, None, None], x0, noisy)
+
+
 def accuracy(classifier, model, ids, targets, timestep: int, schedule: NoiseSchedule, generator) -> float:
     """Share of counted target entries the classifier gets right from x_t at one timestep."""
     with torch.no_grad():
-        x0 = model.embed(ids)
         t = torch.full((ids.shape[0],), timestep, dtype=torch.long)
-        x_t = x0 if timestep < 0 else schedule.q_sample(x0, t, torch.randn(x0.shape, generator=generator))
+        x_t = noisy_latents(model, schedule, ids, t, generator)
         logits, labels = classifier.logits_and_labels(x_t, t, targets)
         keep = labels != IGNORE
         return float(((logits.argmax(-1) == labels) & keep).sum() / keep.sum())
@@ -207,13 +213,13 @@ def main(argv: list[str] | None = None) -> Path:
         num_diffusion_steps=model.config.num_diffusion_steps,
         **settings,
     )
-    classifier = LatentClassifier(config)
     if args.init_from:
-        classifier = LatentClassifier.from_pretrained(args.init_from, use_safetensors=True)
+        classifier = LatentClassifier.from_pretrained(args.init_from, use_safetensors=True).train()
         saved = classifier.config
         if (saved.task, saved.labels, saved.fields) != (config.task, config.labels, config.fields):
             raise ValueError(f"--init-from {args.init_from} is a classifier of other labels; train a new one.")
-        classifier.train()
+    else:
+        classifier = LatentClassifier(config)
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=args.learning_rate, weight_decay=0.01)
 
     def lr_at(step: int) -> float:  # linear warm-up over 100 steps, then linear decay to a tenth
@@ -229,10 +235,8 @@ def main(argv: list[str] | None = None) -> Path:
         batch = torch.randint(len(train_ids), (args.batch_size,), generator=generator)
         ids, target = train_ids[batch], train_targets[batch]
         with torch.no_grad():
-            x0 = model.embed(ids)  # (B, L, d)
             t = torch.randint(-1, model.config.num_diffusion_steps, (len(batch),), generator=generator)
-            noisy = schedule.q_sample(x0, t.clamp(min=0), torch.randn(x0.shape, generator=generator))
-            x_t = torch.where((t < 0)[:, None, None], x0, noisy)
+            x_t = noisy_latents(model, schedule, ids, t, generator)
         loss = classifier.loss(x_t, t, target)
         optimizer.zero_grad()
         loss.backward()
