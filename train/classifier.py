@@ -163,6 +163,8 @@ def encode(split, tokenizer, task, args, length, rng, settings=None):
 def noisy_latents(model, schedule: NoiseSchedule, ids: torch.Tensor, t: torch.Tensor, generator) -> torch.Tensor:
     """x_t ~ q(x_t | EMB(w)) for ids (B, L) at timesteps t (B,), where t = −1 is the clean EMB(w): (B, L, d)."""
     x0 = model.embed(ids)
+    if (t < 0).all():  # all clean: no noise drawn
+        return x0
     noisy = schedule.q_sample(x0, t.clamp(min=0), torch.randn(x0.shape, generator=generator))
     return torch.where((t < 0)[:, None, None], x0, noisy)
 
