@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -48,10 +50,32 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_kill_at_random_points_then_resume_reproduces_the_uninterrupted_run(tmp_path, module_corpus):
-    straight = _config(tmp_path, module_corpus, "straight")
-    run([sys.executable, "train/diffusion.py", "--config", str(straight)])
+@pytest.fixture(scope="module")
+def straight_export(tmp_path_factory, module_corpus) -> Path:
+    """The uninterrupted 400-step run's exported weights, which every interrupted run must reproduce."""
+    tmp = tmp_path_factory.mktemp("straight")
+    run([sys.executable, "train/diffusion.py", "--config", str(_config(tmp, module_corpus, "straight"))])
+    return tmp / "straight" / "model" / "model.safetensors"
 
+
+def _assert_same_weights(path: Path, reference: Path) -> None:
+    a, b = load_file(reference), load_file(path)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _wait_for_step(process: subprocess.Popen, metrics: Path, target: int) -> bool:
+    """Poll the metrics log until it reaches `target` (True) or the process ends (False)."""
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        lines = metrics.read_text().splitlines() if metrics.is_file() else []
+        if lines and json.loads(lines[-1]).get("step", 0) >= target:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_kill_at_random_points_then_resume_reproduces_the_uninterrupted_run(tmp_path, module_corpus, straight_export):
     killed = _config(tmp_path, module_corpus, "killed")
     metrics = tmp_path / "killed" / "metrics.jsonl"
     rng = random.Random(int(os.environ.get("TEXTDIFF_KILL_SEED", "0")))
@@ -62,24 +86,45 @@ def test_kill_at_random_points_then_resume_reproduces_the_uninterrupted_run(tmp_
         process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if attempt < 2:  # kill the first two runs at a random point of their progress, then let one finish
             target = rng.randint(reached + 15, 380)
-            deadline = time.monotonic() + 300
-            while process.poll() is None and time.monotonic() < deadline:
-                lines = metrics.read_text().splitlines() if metrics.is_file() else []
-                if lines and json.loads(lines[-1]).get("step", 0) >= target:
-                    os.kill(process.pid, signal.SIGKILL)
-                    kills += 1
-                    break
-                time.sleep(0.02)
+            if _wait_for_step(process, metrics, target):
+                os.kill(process.pid, signal.SIGKILL)
+                kills += 1
             process.wait()
             reached = target
             continue
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr.decode()[-3000:]
     assert kills == 2
-    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+    _assert_same_weights(tmp_path / "killed" / "model" / "model.safetensors", straight_export)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_preemption_checkpoints_the_current_step_and_resume_continues_exactly(
+    tmp_path, module_corpus, straight_export, signum
+):
+    """SIGTERM (a cluster's preemption) or SIGINT (Ctrl-C) mid-run: the step in flight finishes, a complete
+    checkpoint of it is written, the run says where and how to resume and exits 128 + signum; --resume then
+    reproduces the uninterrupted run."""
+    config = _config(tmp_path, module_corpus, "preempted")  # checkpoint_every 20: the signal lands between them
+    command = [sys.executable, "-m", "textdiff.cli", "train", "--config", str(config)]
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for_step(process, tmp_path / "preempted" / "metrics.jsonl", 133)
+    os.kill(process.pid, signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    output = stdout + stderr
+    match = re.search(r"Stopped by (SIG\w+) after step (\d+); the checkpoint (\S+) is complete", output)
+    assert match, output[-3000:]
+    assert match.group(1) == signal.Signals(signum).name
+    step = int(match.group(2))
+    assert 133 <= step < 400 and step % 20 != 0, "the checkpoint is of the step in flight, not a scheduled one"
+    assert "--resume" in output
+    manager = CheckpointManager(tmp_path / "preempted" / "checkpoints", keep=2, dist=DistInfo(0, 1, 0, False))
+    assert manager.latest_tag() == manager.tag(step) and Path(match.group(3)).name == manager.tag(step)
+    assert not (tmp_path / "preempted" / "model").exists()
+
+    run([*command, "--resume"])
+    _assert_same_weights(tmp_path / "preempted" / "model" / "model.safetensors", straight_export)
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, module_corpus):

@@ -85,18 +85,21 @@ class DiffusionLMLoss:
             conditions: (B, C) multi-hot conditions of a conditional model; dropped and thinned as configured.
         """
         core = getattr(model, "module", model)
-        schedule = self.schedule
         batch = input_ids.shape[0]
         device = input_ids.device
+        if self.schedule.betas.device != device:  # once: the tables then stay where the batches are
+            self.schedule = self.schedule.to(device)
+        schedule = self.schedule
 
         # 1. x0 ~ q_φ(x0 | w): the embedding plus the t = 0 noise.
         x0_mean = core.embed(input_ids)  # (B, L, d)
-        std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), torch.zeros(batch, dtype=torch.long), x0_mean)
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), zeros, x0_mean)
         x0 = x0_mean + std0 * randn_like(x0_mean, generator)
 
         # 2. x_t ~ q(x_t | x0) at a uniform timestep.
         t = torch.randint(0, schedule.num_steps, (batch,), generator=generator, device=_device(generator, device))
-        t = t.to(device)
+        t = t.to(device, non_blocking=True)
         x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
 
         # 3. Conditions for classifier-free guidance: some kept, some sequences unconditional.
@@ -117,13 +120,14 @@ class DiffusionLMLoss:
             x_t, t, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions
         ).pred_x0  # (B, L, d)
 
-        # 5. The three terms.
+        # 5. The three terms, in fp32 whatever precision the network runs in.
+        logits = core.logits(x0).float()  # (B, L, V), through E in the network's dtype
+        pred_x0, x0, x0_mean = pred_x0.float(), x0.float(), x0_mean.float()
         mse = ((pred_x0 - x0) ** 2).mean(dim=(1, 2))  # (B,)
         mse_t0 = ((pred_x0 - x0_mean) ** 2).mean(dim=(1, 2))
         mse = torch.where(t == 0, mse_t0, mse)
-        logits = core.logits(x0)  # (B, L, V)
         rounding = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none").mean(dim=1)  # (B,)
-        last = torch.full((batch,), schedule.num_steps - 1, dtype=torch.long)
+        last = torch.full((batch,), schedule.num_steps - 1, dtype=torch.long, device=device)
         prior = ((schedule.gather(schedule.alphas_cumprod.sqrt(), last, x0) * x0) ** 2).mean(dim=(1, 2))
         return LossOutput(
             loss=(mse + rounding + prior).mean(), mse=mse.mean(), rounding=rounding.mean(), prior=prior.mean()

@@ -213,7 +213,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
                 self_cond = torch.zeros_like(x_t)
             x_t = torch.cat([x_t, self_cond], dim=-1)  # (B, L, 2d)
         positions = torch.arange(length, device=x_t.device)
-        time = self.time_embed(sinusoidal_embedding(timesteps, self.config.hidden_size))  # (B, H)
+        time = self.time_embed(sinusoidal_embedding(timesteps, self.config.hidden_size).to(x_t.dtype))  # (B, H)
         if conditions is not None:
             if self.condition_embed is None:
                 raise ValueError("This model was trained without conditions; pass conditions=None.")

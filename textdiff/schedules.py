@@ -71,6 +71,10 @@ class NoiseSchedule:
         betas = SCHEDULE_FUNCTIONS[name](num_steps)
         return cls(betas=betas, alphas_cumprod=torch.cumprod(1.0 - betas, dim=0))
 
+    def to(self, device: torch.device | str) -> NoiseSchedule:
+        """The same schedule with its tables on `device` (so that gathering at t never copies them)."""
+        return NoiseSchedule(betas=self.betas.to(device), alphas_cumprod=self.alphas_cumprod.to(device))
+
     @property
     def num_steps(self) -> int:
         return self.betas.shape[0]

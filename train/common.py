@@ -9,9 +9,11 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import datasets
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from textdiff.tokenization import train_tokenizer
@@ -124,21 +127,6 @@ def rank_zero_first(dist: DistInfo) -> Iterator[None]:
         barrier(dist)
 
 
-def check_finite(loss: torch.Tensor, dist: DistInfo, step: int, checkpoints: CheckpointManager) -> None:
-    """Stop every rank with one clear message when any rank's loss is NaN or infinite (before its backward pass,
-    so nothing non-finite reaches the weights; the last good checkpoint is left as it is)."""
-    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
-    if dist.world_size > 1:
-        torch.distributed.all_reduce(bad)
-    if bad.item():
-        last = checkpoints.latest_tag()
-        raise FloatingPointError(
-            f"The loss became NaN or infinite at step {step}; nothing from this step was applied. The last good "
-            f"checkpoint is {checkpoints.directory / last if last else 'none'}. Lower training.learning_rate or raise "
-            "training.warmup_steps, then continue with --resume."
-        )
-
-
 def step_seed(seed: int, step: int, shard: int) -> int:
     """A seed that is a pure function of the position in training, so a resumed run draws the same noise.
 
@@ -158,10 +146,17 @@ def global_mean(values: dict[str, float], dist: DistInfo, device: torch.device) 
     return {name: value / dist.world_size for name, value in zip(values, tensor.tolist())}
 
 
+def resolve_precision(precision: str, on_gpu: bool) -> str:
+    """training.precision as run: "auto" is bf16 on GPUs and fp32 on CPU (fp16 is unsupported there, bf16 slow)."""
+    if precision == "auto":
+        return "bf16" if on_gpu else "fp32"
+    return precision
+
+
 def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[str, Any]:
-    """The DeepSpeed JSON, completed from the run config (the single source of batch size, learning rate and
-    schedule): micro batch, accumulation, AdamW, warm-up then linear decay to 0, and bf16 on GPU (fp32 on CPU,
-    where fp16 is unsupported and bf16 is slow)."""
+    """The DeepSpeed JSON, completed from the run config (the single source of batch size, learning rate,
+    schedule and precision): micro batch, accumulation, AdamW (torch's fused kernel on GPUs), warm-up then linear
+    decay to 0, and bf16 or fp32 as training.precision resolves."""
     path = Path(train_cfg.deepspeed_config)
     if not path.is_file():
         raise ValueError(f"DeepSpeed config {path} does not exist; use one of configs/deepspeed/zero{{0,1,2,3}}.json.")
@@ -169,13 +164,18 @@ def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[s
         config = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"DeepSpeed config {path} is not valid JSON: {error}") from None
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "bf16", "fp16"):
         if key in config:
-            raise ValueError(f"{path} sets {key!r}; batch sizes come from the run config's training section.")
+            raise ValueError(
+                f"{path} sets {key!r}; batch sizes and precision come from the run config's training section."
+            )
     config["train_micro_batch_size_per_gpu"] = train_cfg.micro_batch_size
     config["gradient_accumulation_steps"] = train_cfg.gradient_accumulation_steps
     optimizer = config.setdefault("optimizer", {"type": "AdamW", "params": {"torch_adam": True}})
-    optimizer.setdefault("params", {}).update(lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    params = optimizer.setdefault("params", {})
+    params.update(lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    if dist.on_gpu and params.get("torch_adam"):
+        params.setdefault("fused", True)  # one kernel for the whole update instead of a few per tensor
     config["scheduler"] = {
         "type": "WarmupDecayLR",
         "params": {
@@ -186,9 +186,24 @@ def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[s
             "total_num_steps": train_cfg.max_steps,
         },
     }
-    config.setdefault("bf16", {"enabled": dist.on_gpu})
+    config["bf16"] = {"enabled": resolve_precision(train_cfg.precision, dist.on_gpu) == "bf16"}
     config.setdefault("steps_per_print", 10**9)
     return config
+
+
+def save_run_config(output_dir: Path, run: RunConfig, ds_config: dict[str, Any], dist: DistInfo) -> None:
+    """run_config.json: the run config as given, and what it resolved to on this machine (precision, device)."""
+    if dist.rank != 0:
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {
+        "precision": "bf16" if ds_config["bf16"]["enabled"] else "fp32",
+        "device": "cuda" if dist.on_gpu else "cpu",
+        "world_size": dist.world_size,
+        "global_batch": run.training.micro_batch_size * run.training.gradient_accumulation_steps * dist.world_size,
+        "torch": torch.__version__,
+    }
+    (output_dir / "run_config.json").write_text(json.dumps({**run.to_dict(), "resolved": resolved}, indent=2))
 
 
 def load_or_train_tokenizer(
@@ -235,8 +250,8 @@ class ExponentialMovingAverage:
     def update(self, engine, num_updates: int) -> None:
         decay = min(self.decay, (1 + num_updates) / (10 + num_updates))
         with self._gathered(engine):
-            for name, param in engine.module.named_parameters():
-                self.shadow[name].lerp_(param.detach().float(), 1.0 - decay)
+            params = [param.detach().float() for param in engine.module.parameters()]
+            torch._foreach_lerp_(list(self.shadow.values()), params, 1.0 - decay)  # one kernel, not one per tensor
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: tensor.detach().cpu().contiguous() for name, tensor in self.shadow.items()}
@@ -289,17 +304,6 @@ class CheckpointManager:
                 shutil.rmtree(self.directory / old, ignore_errors=True)
         barrier(self.dist)
 
-    def end_of_step(
-        self, engine, ema: ExponentialMovingAverage, train_cfg: TrainingSection, done: int, started: float
-    ) -> bool:
-        """Checkpoint when one is due or the time budget is spent; return True when training must stop."""
-        out_of_time = train_cfg.max_minutes is not None and time.monotonic() - started > 60 * train_cfg.max_minutes
-        if (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0) or out_of_time:
-            self.save(engine, ema, done)
-        if out_of_time:
-            logger.info("Reached training.max_minutes=%s at step %d; stopping.", train_cfg.max_minutes, done)
-        return out_of_time
-
     def ensure(self, engine, ema: ExponentialMovingAverage, step: int) -> None:
         """Save the final state unless the loop just did."""
         if not self.has(step):
@@ -351,3 +355,185 @@ class MetricsLog:
         if self.enabled:
             with self.path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
+
+
+class StopRequest:
+    """SIGTERM and SIGINT ask the training loop to stop at the end of the current step, not at once.
+
+    Clusters preempt jobs with SIGTERM (SLURM, Kubernetes) and kill them a grace period later; the loop then writes
+    a complete checkpoint and exits, so `--resume` continues from that very step. The first signal restores the
+    previous handlers, so a second one acts at once (Ctrl-C twice still kills).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals to the main thread only
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def agreed(self, dist: DistInfo, device: torch.device) -> int | None:
+        """The signal that asked to stop, on any rank (every rank then stops at the same step), or None."""
+        if dist.world_size == 1:
+            return self.signum
+        flag = torch.tensor([self.signum or 0], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item()) or None
+
+
+class TrainingLoop:
+    """The optimiser-step loop every training script shares (nanoGPT's train.py loop, on DeepSpeed's engine).
+
+        for each step:  for each micro batch of the step's rows: terms = micro_step(rows, seed)
+                                                                 engine.backward(terms["loss"]); engine.step()
+                        EMA update; metrics every log_every; held-out loss every eval_every;
+                        a checkpoint when due, when training.max_minutes is spent, or on SIGTERM / SIGINT
+
+    Nothing in a step waits for the device: the loss terms are summed where they are computed and read, with the
+    check that the loss stayed finite, only when a metrics line, a held-out loss or a checkpoint is due. A
+    non-finite loss therefore never reaches a checkpoint or an export: the run stops with a message naming the
+    last good checkpoint (with checkpoint_every: 1, every step is checked before it is saved).
+
+    Args:
+        engine, ema, checkpoints, metrics: The DeepSpeed engine, its EMA, the checkpoint manager, the metrics log.
+        train_cfg, dist: The run config's training section and this process's place in the job.
+        order: The resumable batch order over the training rows.
+        tokens_per_sequence: Positions per training sequence (for tokens/s).
+    """
+
+    def __init__(
+        self,
+        engine,
+        ema: ExponentialMovingAverage,
+        checkpoints: CheckpointManager,
+        metrics: MetricsLog,
+        train_cfg: TrainingSection,
+        dist: DistInfo,
+        order,
+        tokens_per_sequence: int,
+    ) -> None:
+        self.engine, self.ema, self.checkpoints, self.metrics = engine, ema, checkpoints, metrics
+        self.cfg, self.dist, self.order = train_cfg, dist, order
+        self.tokens_per_step = order.global_batch_size * tokens_per_sequence
+
+    def run(
+        self,
+        start_step: int,
+        micro_step: Callable[[torch.Tensor, int], dict[str, torch.Tensor]],
+        held_out: Callable[[], float] | None = None,
+        desc: str = "train",
+    ) -> int:
+        """Train from `start_step` to training.max_steps (or the time budget); return the last step done.
+
+        Args:
+            micro_step: (row indices (b,), seed) -> scalar tensors, "loss" (backpropagated) first, then any
+                other terms to log. The global RNG is seeded with `seed` before the call (dropout).
+            held_out: Returns the held-out loss; called every eval_every steps.
+
+        Raises:
+            FloatingPointError: The loss became NaN or infinite.
+            SystemExit: SIGTERM or SIGINT arrived; a checkpoint of the last finished step was written first.
+        """
+        cfg, dist, engine = self.cfg, self.dist, self.engine
+        device = engine.device
+        started = time.monotonic()
+        window: dict[str, torch.Tensor] = {}  # loss terms summed since the last metrics line
+        window_steps = 0
+        finite = torch.ones((), dtype=torch.bool, device=device)
+        progress = tqdm(
+            range(start_step, cfg.max_steps),
+            initial=start_step,
+            total=cfg.max_steps,
+            disable=dist.rank != 0,
+            desc=desc,
+            dynamic_ncols=True,
+        )
+        done = start_step
+        with StopRequest() as stop:
+            for step in progress:
+                engine.train()
+                indices = self.order.indices(step, dist.rank, dist.world_size)  # this rank's G / world rows
+                for micro, rows in enumerate(indices.split(cfg.micro_batch_size)):
+                    seed = step_seed(cfg.seed, step, dist.rank * cfg.gradient_accumulation_steps + micro)
+                    torch.manual_seed(seed)
+                    terms = micro_step(rows, seed)
+                    engine.backward(terms["loss"])
+                    engine.step()
+                    finite &= torch.isfinite(terms["loss"].detach())
+                    for name, value in terms.items():
+                        value = value.detach().float() / cfg.gradient_accumulation_steps
+                        window[name] = window[name] + value if name in window else value
+                self.ema.update(engine, step + 1)
+                done, window_steps = step + 1, window_steps + 1
+
+                signum = stop.agreed(dist, device)
+                out_of_time = cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes
+                log_due = done % cfg.log_every == 0 if cfg.log_every else False
+                eval_due = held_out is not None and cfg.eval_every and done % cfg.eval_every == 0
+                save_due = (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or out_of_time or signum
+                last = done == cfg.max_steps or out_of_time or signum
+                if log_due or eval_due or save_due or last:
+                    self._check_finite(finite, step)
+                if log_due or last:
+                    values = global_mean({k: v.item() / window_steps for k, v in window.items()}, dist, device)
+                    elapsed = time.monotonic() - started
+                    self.metrics.write(
+                        step=done,
+                        epoch=round(self.order.epoch(done), 4),
+                        **values,
+                        lr=engine.get_lr()[0],
+                        tokens_per_s=(done - start_step) * self.tokens_per_step / elapsed,
+                        elapsed_s=round(elapsed, 1),
+                    )
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
+                    window, window_steps = {}, 0
+                if eval_due:
+                    self.metrics.write(step=done, eval_loss=held_out())
+                if save_due:
+                    self.checkpoints.save(engine, self.ema, done)
+                if out_of_time:
+                    logger.info("Reached training.max_minutes=%s at step %d; stopping.", cfg.max_minutes, done)
+                    break
+                if signum:
+                    progress.close()
+                    name = signal.Signals(signum).name
+                    logger.warning(
+                        "Stopped by %s after step %d; the checkpoint %s is complete. Continue with the same command "
+                        "and --resume.",
+                        name,
+                        done,
+                        self.checkpoints.directory / self.checkpoints.tag(done),
+                    )
+                    cleanup_distributed(dist)
+                    raise SystemExit(128 + signum)
+        progress.close()
+        self.checkpoints.ensure(engine, self.ema, done)
+        return done
+
+    def _check_finite(self, finite: torch.Tensor, step: int) -> None:
+        """Stop every rank with one clear message when any rank's loss was NaN or infinite since the last check."""
+        bad = (~finite).float().reshape(1)
+        if self.dist.world_size > 1:
+            torch.distributed.all_reduce(bad)
+        if bad.item():
+            last = self.checkpoints.latest_tag()
+            raise FloatingPointError(
+                f"The loss became NaN or infinite by step {step}; no checkpoint holds weights from after it. The "
+                f"last good checkpoint is {self.checkpoints.directory / last if last else 'none'}. Lower "
+                "training.learning_rate or raise training.warmup_steps, then continue with --resume."
+            )

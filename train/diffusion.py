@@ -16,13 +16,10 @@ A conditional model for classifier-free guidance, fine-tuned from an uncondition
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionConfig, TextDiffusionModel
@@ -31,15 +28,14 @@ from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
     MetricsLog,
+    TrainingLoop,
     build_deepspeed_config,
-    check_finite,
     cleanup_distributed,
-    global_mean,
     load_or_train_tokenizer,
     load_run_config,
     rank_zero_first,
+    save_run_config,
     setup_distributed,
-    step_seed,
     training_arguments,
 )
 
@@ -137,6 +133,8 @@ def main(argv: list[str] | None = None) -> Path:
         condition_keep=run.diffusion.condition_keep,
     )
     logger.info("Denoiser: %.2fM parameters.", sum(p.numel() for p in model.parameters()) / 1e6)
+    if train_cfg.compile:
+        model.compile()  # in place: parameter names, checkpoints and the EMA stay as they are
 
     # 4. The DeepSpeed engine (optimiser and learning-rate schedule come from the DeepSpeed config).
     import deepspeed
@@ -151,61 +149,27 @@ def main(argv: list[str] | None = None) -> Path:
         start_step = checkpoints.load(engine, ema)
         logger.info("Resumed at step %d.", start_step)
     metrics = MetricsLog(output_dir / "metrics.jsonl", dist, append=args.resume)
-    if dist.rank == 0:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "run_config.json").write_text(json.dumps(run.to_dict(), indent=2))
+    save_run_config(output_dir, run, ds_config, dist)
 
-    # 5. The loop: one iteration = one optimiser step over gradient_accumulation_steps micro batches.
+    # 5. The loop (train.common.TrainingLoop): one iteration = one optimiser step over the micro batches.
     device = engine.device
-    started = time.monotonic()
-    progress = tqdm(
-        range(start_step, train_cfg.max_steps),
-        initial=start_step,
-        total=train_cfg.max_steps,
-        disable=dist.rank != 0,
-        desc="train",
-        dynamic_ncols=True,
-    )
-    step = start_step
-    for step in progress:
-        engine.train()
-        indices = order.indices(step, dist.rank, dist.world_size)  # this rank's G / world sequences
-        terms = {"loss": 0.0, "mse": 0.0, "rounding": 0.0, "prior": 0.0}
-        for micro, rows in enumerate(indices.split(train_cfg.micro_batch_size)):
-            seed = step_seed(train_cfg.seed, step, dist.rank * train_cfg.gradient_accumulation_steps + micro)
-            torch.manual_seed(seed)  # dropout; the loss draws t and noise from its own generator
-            input_ids = train_ids[rows]  # (B, L)
-            conditions = None if train_conditions is None else train_conditions[rows].to(device)  # (B, C)
-            out = objective(
-                engine, input_ids.to(device), generator=torch.Generator().manual_seed(seed), conditions=conditions
-            )
-            check_finite(out.loss, dist, step, checkpoints)
-            engine.backward(out.loss)
-            engine.step()
-            for name in terms:
-                terms[name] += getattr(out, name).item() / train_cfg.gradient_accumulation_steps
-        ema.update(engine, step + 1)
-        terms = global_mean(terms, dist, device)
-        done = step + 1
-        progress.set_postfix(loss=f"{terms['loss']:.3f}", mse=f"{terms['mse']:.3f}", ce=f"{terms['rounding']:.3f}")
-        if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:
-            elapsed = time.monotonic() - started
-            metrics.write(
-                step=done,
-                epoch=round(order.epoch(done), 4),
-                **terms,
-                lr=engine.get_lr()[0],
-                tokens_per_s=(done - start_step) * global_batch * run.data.seq_len / elapsed,
-                elapsed_s=round(elapsed, 1),
-            )
-        if eval_ids is not None and train_cfg.eval_every and done % train_cfg.eval_every == 0:
-            metrics.write(
-                step=done, eval_loss=held_out_loss(engine, objective, eval_ids, train_cfg, device, eval_conditions)
-            )
-        if checkpoints.end_of_step(engine, ema, train_cfg, done, started):
-            break
-    progress.close()
-    checkpoints.ensure(engine, ema, step + 1 if train_cfg.max_steps > start_step else start_step)
+
+    device_ids = train_ids.to(device)  # the corpus lives where the model does: no host copy in the step
+    device_conditions = None if train_conditions is None else train_conditions.to(device)
+
+    def micro_step(rows: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        """The objective on the training rows `rows`; t and ε from a generator on the device, seeded by the step."""
+        rows = rows.to(device, non_blocking=True)
+        conditions = None if device_conditions is None else device_conditions[rows]  # (B, C)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        out = objective(engine, device_ids[rows], generator=generator, conditions=conditions)  # ids (B, L)
+        return {"loss": out.loss, "mse": out.mse, "rounding": out.rounding, "prior": out.prior}
+
+    def held_out() -> float:
+        return held_out_loss(engine, objective, eval_ids, train_cfg, device, eval_conditions)
+
+    loop = TrainingLoop(engine, ema, checkpoints, metrics, train_cfg, dist, order, run.data.seq_len)
+    loop.run(start_step, micro_step, held_out if eval_ids is not None else None)
 
     # 6. Export the EMA weights as a Hugging Face model, with the tokenizer, then write samples.
     export_dir = output_dir / "model"
@@ -219,7 +183,7 @@ def main(argv: list[str] | None = None) -> Path:
         )
         logger.info("Exported the EMA model to %s.", export_dir)
         if train_cfg.num_samples:
-            ids = exported.generate(
+            ids = exported.to(device).generate(
                 num_return_sequences=train_cfg.num_samples,
                 num_inference_steps=train_cfg.sample_steps,
                 seed=train_cfg.seed,

@@ -12,13 +12,10 @@ sizes it (n_embd = hidden_size, n_layer, n_head), so by default it matches the d
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from textdiff.data import BatchOrder, frame_sequences, load_corpus
@@ -26,14 +23,13 @@ from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
     MetricsLog,
+    TrainingLoop,
     build_deepspeed_config,
-    check_finite,
     cleanup_distributed,
-    global_mean,
     load_run_config,
     rank_zero_first,
+    save_run_config,
     setup_distributed,
-    step_seed,
     training_arguments,
 )
 
@@ -94,6 +90,8 @@ def main(argv: list[str] | None = None) -> Path:
     )
     model = GPT2LMHeadModel(config)
     logger.info("AR teacher: %.2fM parameters.", model.num_parameters() / 1e6)
+    if train_cfg.compile:
+        model.compile()  # in place: parameter names, checkpoints and the EMA stay as they are
 
     import deepspeed
 
@@ -102,44 +100,17 @@ def main(argv: list[str] | None = None) -> Path:
     checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist, config)
     start_step = checkpoints.load(engine, ema) if args.resume else 0
     metrics = MetricsLog(output_dir / "metrics.jsonl", dist, append=args.resume)
-    if dist.rank == 0:
-        (output_dir / "run_config.json").write_text(json.dumps(run.to_dict(), indent=2))
+    save_run_config(output_dir, run, ds_config, dist)
 
-    # 3. The loop.
-    started = time.monotonic()
-    progress = tqdm(
-        range(start_step, train_cfg.max_steps),
-        initial=start_step,
-        total=train_cfg.max_steps,
-        disable=dist.rank != 0,
-        desc="teacher",
-        dynamic_ncols=True,
-    )
-    step = start_step
-    for step in progress:
-        engine.train()
-        rank_batch = train_ids[order.indices(step, dist.rank, dist.world_size)]
-        total = 0.0
-        for micro, input_ids in enumerate(rank_batch.split(train_cfg.micro_batch_size)):
-            torch.manual_seed(
-                step_seed(train_cfg.seed, step, dist.rank * train_cfg.gradient_accumulation_steps + micro)
-            )
-            loss = causal_lm_loss(engine, input_ids.to(engine.device), tokenizer.pad_token_id)
-            check_finite(loss, dist, step, checkpoints)
-            engine.backward(loss)
-            engine.step()
-            total += loss.item() / train_cfg.gradient_accumulation_steps
-        ema.update(engine, step + 1)
-        total = global_mean({"loss": total}, dist, engine.device)["loss"]
-        done = step + 1
-        progress.set_postfix(loss=f"{total:.3f}")
-        if done % train_cfg.log_every == 0 or done == train_cfg.max_steps:
-            elapsed = time.monotonic() - started
-            metrics.write(step=done, loss=total, lr=engine.get_lr()[0], elapsed_s=round(elapsed, 1))
-        if checkpoints.end_of_step(engine, ema, train_cfg, done, started):
-            break
-    progress.close()
-    checkpoints.ensure(engine, ema, step + 1 if train_cfg.max_steps > start_step else start_step)
+    # 3. The loop (train.common.TrainingLoop).
+    device_ids = train_ids.to(engine.device)  # the corpus lives where the model does: no host copy in the step
+
+    def micro_step(rows: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+        input_ids = device_ids[rows.to(engine.device, non_blocking=True)]  # (B, L)
+        return {"loss": causal_lm_loss(engine, input_ids, tokenizer.pad_token_id)}
+
+    loop = TrainingLoop(engine, ema, checkpoints, metrics, train_cfg, dist, order, run.data.seq_len)
+    loop.run(start_step, micro_step, desc="teacher")
 
     # 4. Export the EMA weights with the tokenizer.
     export_dir = output_dir / "model"
