@@ -92,15 +92,18 @@ def sequence_bound(
         return torch.randn(e.shape, generator=generator).to(e)
 
     # Reconstruction: −log p(w | z_k), z_k ~ q(z_k | e); at k = 0 the rounding head reads z_0 itself, at k > 0
-    # it reads the denoiser's estimate f(z_k, k).
+    # it reads the denoiser's estimate f(z_k, k); a model that classifies decodes with its own logits at every k.
     reconstruction = {}
     for k in decoder_steps:
         if not 0 <= k < T - 1:
             raise ValueError(f"decoder step {k} must be in [0, {T - 2}].")
         k_batch = torch.full((batch,), k, dtype=torch.long, device=e.device)
         z_k = schedule.q_sample(e, k_batch, noise())
-        decoded = z_k if k == 0 else model(z_k, k_batch).pred_x0
-        reconstruction[k] = F.cross_entropy(model.logits(decoded).transpose(1, 2), input_ids, reduction="none").sum(1)
+        if config.prediction_type == "logits":  # the denoiser's own word distribution is the decoder
+            logits = model(z_k, k_batch).logits
+        else:
+            logits = model.logits(z_k if k == 0 else model(z_k, k_batch).pred_x0)
+        reconstruction[k] = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none").sum(1)
 
     # Prior: KL(N(√ᾱ e, (1 − ᾱ) I) ‖ N(0, I)) at the last step, per dimension ½(ᾱ e² + (1 − ᾱ) − 1 − log(1 − ᾱ)).
     a_last = alpha_bar[-1].item()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 SCHEDULES = ("sqrt", "cosine", "linear")
+PREDICTION_TYPES = ("x0", "logits")
 
 
 class TextDiffusionConfig(PretrainedConfig):
@@ -31,6 +32,15 @@ class TextDiffusionConfig(PretrainedConfig):
         embedding_init_std: Std of the normal initialisation of the word embeddings (the paper: 1.0).
         noise_schedule: "sqrt" (the paper's), "cosine" or "linear"; see `textdiff.schedules`.
         num_diffusion_steps: Number T of forward-process steps the model is trained on (2000 in the paper).
+        prediction_type: What the denoiser outputs. "x0": the clean latent itself, regressed with an MSE
+            (Diffusion-LM). "logits": scores over the vocabulary for each position's clean word, trained with
+            cross-entropy; the x0 estimate is their softmax-weighted average of the embeddings, x̂0 = softmax(logits)·E
+            ("score interpolation", Dieleman et al. 2022, CDCD; Plaid), and rounding is their argmax.
+        embedding_scale: None: free embeddings (the paper's; its loss keeps them from collapsing). A number s: every
+            row of E is renormalised to norm s in every forward, so the embeddings cannot shrink or collapse however
+            they are trained (CDCD, Plaid: unit norm; √d keeps the paper's N(0, 1) scale).
+        min_timestep: The smallest diffusion step the model is trained on and decoded from (0: all). Below it a
+            latent already rounds to its own word, so training there is wasted (DINOISER's noise floor).
         self_conditioning: Whether the denoiser takes its previous x0 estimate as an extra input
             (Chen et al. 2022). Only the input layer changes; without it the extra input is ignored.
         condition_labels: The condition vocabulary of a conditional model for classifier-free guidance (Ho &
@@ -60,6 +70,9 @@ class TextDiffusionConfig(PretrainedConfig):
         noise_schedule: str = "sqrt",
         num_diffusion_steps: int = 2000,
         self_conditioning: bool = False,
+        prediction_type: str = "x0",
+        embedding_scale: float | None = None,
+        min_timestep: int = 0,
         condition_labels: list[str] | None = None,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 1,
@@ -82,6 +95,9 @@ class TextDiffusionConfig(PretrainedConfig):
         self.noise_schedule = noise_schedule
         self.num_diffusion_steps = num_diffusion_steps
         self.self_conditioning = self_conditioning
+        self.prediction_type = prediction_type
+        self.embedding_scale = embedding_scale
+        self.min_timestep = min_timestep
         self.condition_labels = list(condition_labels) if condition_labels else None
         self.unk_token_id = unk_token_id
         kwargs.setdefault("tie_word_embeddings", False)
@@ -117,6 +133,19 @@ class TextDiffusionConfig(PretrainedConfig):
         if self.noise_schedule not in SCHEDULES:
             raise ValueError(
                 f"TextDiffusionConfig.noise_schedule must be one of {SCHEDULES}, got {self.noise_schedule!r}."
+            )
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"TextDiffusionConfig.prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}."
+            )
+        if self.embedding_scale is not None and not self.embedding_scale > 0:
+            raise ValueError(
+                f"TextDiffusionConfig.embedding_scale must be positive or None, got {self.embedding_scale!r}."
+            )
+        if not isinstance(self.min_timestep, int) or not 0 <= self.min_timestep < self.num_diffusion_steps:
+            raise ValueError(
+                f"TextDiffusionConfig.min_timestep must be an integer in [0, num_diffusion_steps="
+                f"{self.num_diffusion_steps}), got {self.min_timestep!r}."
             )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id"):
             value = getattr(self, name)

@@ -167,7 +167,7 @@ def generate(
         reverse = sampler
     else:
         reverse = SAMPLERS[sampler](NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps))
-    reverse.set_timesteps(num_inference_steps)
+    reverse.set_timesteps(num_inference_steps, config.min_timestep)
     parameter = model.word_embeddings.weight
     shape = (num_return_sequences, max_length, config.embedding_dim)
 
@@ -187,8 +187,10 @@ def generate(
     history, confidence = [], []
     for step, t in enumerate(reverse.timesteps.tolist()):
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
+        scores = None  # (B, L, V) the words' scores at each position: the model's logits if it classifies
         if conditions is None:
-            pred_x0 = model(x, timesteps, self_cond=self_cond).pred_x0  # (B, L, d)
+            out = model(x, timesteps, self_cond=self_cond)
+            pred_x0, scores = out.pred_x0, out.logits  # (B, L, d), (B, L, V) or None
         else:  # one batched pass for the conditional and the unconditional estimate
             both = model(
                 torch.cat([x, x]),
@@ -198,13 +200,16 @@ def generate(
             ).pred_x0  # (2B, L, d)
             conditional, unconditional = both.chunk(2)
             pred_x0 = unconditional + cfg_scale * (conditional - unconditional)
-        distances = model.nearest_token_distances(pred_x0)  # (B, L, V)
+        if scores is None:  # rounding to the nearest embedding: scores are negative squared distances
+            scores = -model.nearest_token_distances(pred_x0)  # (B, L, V)
         if banned is not None:
-            distances = distances.masked_fill(banned, float("inf"))
-        ids = distances.argmin(-1)  # (B, L): rounding to the nearest embedding
-        # The rounding probability softmax(−distance) of the chosen word, only when the history is returned.
+            scores = scores.masked_fill(banned, float("-inf"))
+        ids = scores.argmax(-1)  # (B, L)
+        # The rounding probability softmax(scores) of the chosen word, only when the history is returned.
         step_confidence = (
-            (-distances).softmax(-1).amax(-1) if return_dict_in_generate else torch.ones_like(ids, dtype=x.dtype)
+            scores.float().softmax(-1).amax(-1).to(x.dtype)
+            if return_dict_in_generate
+            else torch.ones_like(ids, dtype=x.dtype)
         )
         # Self-conditioning sees the raw estimate, as in training (its no-grad pass is never clamped).
         raw_x0 = pred_x0

@@ -1,15 +1,24 @@
-"""Diffusion-LM's end-to-end training objective (Li et al. 2022, eq. 2 and App. A; `training_losses_e2e`).
+"""The training objectives of the denoiser (`TextDiffusionConfig.prediction_type`).
 
-With w the token ids, EMB the learned embeddings and f the x0-predicting denoiser:
+"x0", Diffusion-LM's end-to-end objective (Li et al. 2022, eq. 2 and App. A; `training_losses_e2e`). With w the
+token ids, EMB the learned embeddings and f the x0-predicting denoiser:
 
     x0  = EMB(w) + √(1 − ᾱ_0) · ε₀                  (the embedding step q_φ(x0 | w))
-    x_t = √ᾱ_t · x0 + √(1 − ᾱ_t) · ε,   t ~ U{0, …, T−1}
+    x_t = √ᾱ_t · x0 + √(1 − ᾱ_t) · ε,   t ~ U{t_min, …, T−1}
     L   = ‖f(x_t, t) − x0‖²        (at t = 0 the target is EMB(w) itself)
         + CE(x0 · Eᵀ, w)           (rounding, L_round)
         + ‖√ᾱ_{T−1} · x0‖²         (prior term: q(x_T | x0) should be N(0, I))
 
 Squared errors are averaged over positions and embedding dimensions, the cross-entropy over positions, as in
 the reference code. All three terms reach the embeddings, which is what keeps them from collapsing.
+
+"logits", x0 by classification (CDCD, Dieleman et al. 2022; Plaid, Gulrajani & Hashimoto 2023): the denoiser
+scores every word at every position and x̂0 = softmax(logits) · E, so the objective is the cross-entropy of the
+clean words, L = CE(f(x_t, t), w) (+ an optional weight on ‖x̂0 − x0‖²); the embeddings should then have a fixed
+norm (`embedding_scale`), which is what keeps them from collapsing.
+
+Either way t may be drawn evenly spread over the batch (t_i from the i-th of B equal strata of [t_min, T)), which
+lowers the variance of the batch's loss at no cost (CDCD, Plaid), and never below the model's `min_timestep`.
 """
 
 from __future__ import annotations
@@ -45,6 +54,9 @@ class DiffusionLMLoss:
             sequences whose conditions are all dropped, so that the same network learns the unconditional model.
         condition_keep: Share of the other sequences' conditions kept, each independently, so that the model also
             learns from partial conditions (one field value at a time, as controls ask).
+        stratified_timesteps: Draw the batch's t evenly spread over [min_timestep, T) instead of independently.
+        mse_weight: Weight of ‖x̂0 − x0‖² for a model that classifies (prediction_type "logits"; 0: cross-entropy
+            only). A model that regresses x0 always has weight 1, as in the paper.
     """
 
     def __init__(
@@ -53,6 +65,8 @@ class DiffusionLMLoss:
         self_conditioning_prob: float = 0.0,
         condition_dropout: float = 0.1,
         condition_keep: float = 0.5,
+        stratified_timesteps: bool = False,
+        mse_weight: float = 0.0,
     ) -> None:
         for name, value in [
             ("self_conditioning_prob", self_conditioning_prob),
@@ -65,6 +79,10 @@ class DiffusionLMLoss:
         self.self_conditioning_prob = self_conditioning_prob
         self.condition_dropout = condition_dropout
         self.condition_keep = condition_keep
+        self.stratified_timesteps = stratified_timesteps
+        if mse_weight < 0:
+            raise ValueError(f"mse_weight must be non-negative, got {mse_weight}.")
+        self.mse_weight = mse_weight
 
     def __call__(
         self,
@@ -97,8 +115,12 @@ class DiffusionLMLoss:
         std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), zeros, x0_mean)
         x0 = x0_mean + std0 * randn_like(x0_mean, generator)
 
-        # 2. x_t ~ q(x_t | x0) at a uniform timestep.
-        t = torch.randint(0, schedule.num_steps, (batch,), generator=generator, device=_device(generator, device))
+        # 2. x_t ~ q(x_t | x0) at t ~ U{t_min, …, T−1}, independently or evenly spread over the batch.
+        u = torch.rand(batch, generator=generator, device=_device(generator, device))
+        if self.stratified_timesteps:
+            u = (torch.arange(batch, device=u.device) + u) / batch
+        t_min = core.config.min_timestep
+        t = (t_min + (u * (schedule.num_steps - t_min)).long()).clamp(max=schedule.num_steps - 1)
         t = t.to(device, non_blocking=True)
         x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
 
@@ -116,22 +138,21 @@ class DiffusionLMLoss:
             if use:
                 with torch.no_grad():
                     self_cond = model(x_t, t, attention_mask=attention_mask, conditions=conditions).pred_x0.detach()
-        pred_x0 = model(
-            x_t, t, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions
-        ).pred_x0  # (B, L, d)
+        out = model(x_t, t, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions)
 
-        # 5. The three terms, in fp32 whatever precision the network runs in.
-        logits = core.logits(x0).float()  # (B, L, V), through E in the network's dtype
-        pred_x0, x0, x0_mean = pred_x0.float(), x0.float(), x0_mean.float()
+        # 5. The terms, in fp32 whatever precision the network runs in. "rounding" is the cross-entropy of the
+        # words: through the rounding head x0 · Eᵀ (x0), or of the denoiser's own classification (logits).
+        classifies = out.logits is not None
+        logits = (out.logits if classifies else core.logits(x0)).float()  # (B, L, V)
+        pred_x0, x0, x0_mean = out.pred_x0.float(), x0.float(), x0_mean.float()
         mse = ((pred_x0 - x0) ** 2).mean(dim=(1, 2))  # (B,)
         mse_t0 = ((pred_x0 - x0_mean) ** 2).mean(dim=(1, 2))
         mse = torch.where(t == 0, mse_t0, mse)
         rounding = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none").mean(dim=1)  # (B,)
         last = torch.full((batch,), schedule.num_steps - 1, dtype=torch.long, device=device)
         prior = ((schedule.gather(schedule.alphas_cumprod.sqrt(), last, x0) * x0) ** 2).mean(dim=(1, 2))
-        return LossOutput(
-            loss=(mse + rounding + prior).mean(), mse=mse.mean(), rounding=rounding.mean(), prior=prior.mean()
-        )
+        loss = rounding + self.mse_weight * mse if classifies else mse + rounding + prior
+        return LossOutput(loss=loss.mean(), mse=mse.mean(), rounding=rounding.mean(), prior=prior.mean())
 
 
 def _device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:

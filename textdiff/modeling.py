@@ -34,9 +34,12 @@ class DenoiserOutput:
 
     Attributes:
         pred_x0: (B, L, d) the predicted clean latent x̂0 = f(x_t, t).
+        logits: (B, L, V) scores of each position's clean word when the model classifies (prediction_type
+            "logits"; then pred_x0 = softmax(logits) · E), else None.
     """
 
     pred_x0: torch.Tensor
+    logits: torch.Tensor | None = None
 
 
 def sinusoidal_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -105,13 +108,13 @@ class TiedRounding(nn.Module):
     the forward of a module that uses it, can be told about E with `register_external_parameter`.
     """
 
-    def __init__(self, embedding: nn.Embedding) -> None:
+    def __init__(self, model: TextDiffusionModel) -> None:
         super().__init__()
-        self._embedding = [embedding]  # a plain list: E stays registered once, under word_embeddings
+        self._model = [model]  # a plain list: E stays registered once, under word_embeddings
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, d) -> (B, L, V)."""
-        return x @ self._embedding[0].weight.transpose(0, 1)
+        return x @ self._model[0].embedding_table().transpose(0, 1)
 
 
 class TextDiffusionPreTrainedModel(PreTrainedModel):
@@ -139,7 +142,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         super().__init__(config)
         hidden, dim = config.hidden_size, config.embedding_dim
         self.word_embeddings = nn.Embedding(config.vocab_size, dim)
-        self.rounding = TiedRounding(self.word_embeddings)
+        self.rounding = TiedRounding(self)
         in_dim = 2 * dim if config.self_conditioning else dim
         self.input_up_proj = nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
@@ -152,14 +155,26 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.num_hidden_layers)])
         self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        if config.prediction_type == "logits":  # classify each position's clean word (CDCD, Plaid)
+            self.output_logits = nn.Linear(hidden, config.vocab_size)
+        else:  # regress the clean latent (Diffusion-LM)
+            self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, dim))
         self.post_init()
 
     # --- words <-> latents -------------------------------------------------------------------------------------
 
+    def embedding_table(self) -> torch.Tensor:
+        """E (V, d): the word embeddings, each row renormalised to `embedding_scale` when the config sets one."""
+        table = self.word_embeddings.weight
+        if self.config.embedding_scale is None:
+            return table
+        return self.config.embedding_scale * F.normalize(table, dim=-1)
+
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """EMB(w): (B, L) token ids -> (B, L, d) latents."""
-        return self.word_embeddings(input_ids)
+        if self.config.embedding_scale is None:
+            return self.word_embeddings(input_ids)
+        return self.config.embedding_scale * F.normalize(self.word_embeddings(input_ids), dim=-1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Rounding logits x · Eᵀ: (B, L, d) -> (B, L, V). Trained with cross-entropy (the paper's L_round)."""
@@ -167,7 +182,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
 
     def nearest_token_distances(self, x: torch.Tensor) -> torch.Tensor:
         """Squared L2 distances ‖x − e_v‖² to every embedding: (B, L, d) -> (B, L, V)."""
-        emb = self.word_embeddings.weight  # (V, d)
+        emb = self.embedding_table()  # (V, d)
         return (x * x).sum(-1, keepdim=True) - 2 * x @ emb.T + (emb * emb).sum(-1)
 
     def round(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,7 +240,12 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
         for block in self.blocks:
             hidden = block(hidden, mask)
-        return DenoiserOutput(pred_x0=self.output_down_proj(self.output_norm(hidden)))
+        hidden = self.output_norm(hidden)
+        if self.config.prediction_type == "x0":
+            return DenoiserOutput(pred_x0=self.output_down_proj(hidden))
+        logits = self.output_logits(hidden)  # (B, L, V)
+        pred_x0 = logits.float().softmax(-1).to(hidden.dtype) @ self.embedding_table().to(hidden.dtype)  # (B, L, d)
+        return DenoiserOutput(pred_x0=pred_x0, logits=logits)
 
     def generate(self, *args, **kwargs) -> torch.Tensor | GenerationOutput:
         """Decode text from noise in parallel; see `textdiff.generation.generate` for the arguments."""

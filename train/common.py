@@ -153,10 +153,15 @@ def resolve_precision(precision: str, on_gpu: bool) -> str:
     return precision
 
 
-def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[str, Any]:
+def build_deepspeed_config(
+    train_cfg: TrainingSection, dist: DistInfo, lr_scales: tuple[float, ...] = (1.0,)
+) -> dict[str, Any]:
     """The DeepSpeed JSON, completed from the run config (the single source of batch size, learning rate,
     schedule and precision): micro batch, accumulation, AdamW (torch's fused kernel on GPUs), warm-up then linear
-    decay to 0, and bf16 or fp32 as training.precision resolves."""
+    decay to 0, and bf16 or fp32 as training.precision resolves.
+
+    `lr_scales`: one factor on training.learning_rate for each parameter group the script will pass to
+    `deepspeed.initialize`, in order (the schedule sets every group's learning rate at each step)."""
     path = Path(train_cfg.deepspeed_config)
     if not path.is_file():
         raise ValueError(f"DeepSpeed config {path} does not exist; use one of configs/deepspeed/zero{{0,1,2,3}}.json.")
@@ -180,7 +185,7 @@ def build_deepspeed_config(train_cfg: TrainingSection, dist: DistInfo) -> dict[s
         "type": "WarmupDecayLR",
         "params": {
             "warmup_min_lr": 0.0,
-            "warmup_max_lr": train_cfg.learning_rate,
+            "warmup_max_lr": [train_cfg.learning_rate * scale for scale in lr_scales],  # one per group
             "warmup_num_steps": max(1, train_cfg.warmup_steps),  # DeepSpeed rejects 0; one step is no warm-up
             "warmup_type": "linear",
             "total_num_steps": train_cfg.max_steps,
@@ -414,6 +419,8 @@ class TrainingLoop:
         train_cfg, dist: The run config's training section and this process's place in the job.
         order: The resumable batch order over the training rows.
         tokens_per_sequence: Positions per training sequence (for tokens/s).
+        group_names: Names of the optimiser's parameter groups after the first, whose learning rates are logged
+            as lr_NAME beside lr (the first group's).
     """
 
     def __init__(
@@ -426,8 +433,10 @@ class TrainingLoop:
         dist: DistInfo,
         order,
         tokens_per_sequence: int,
+        group_names: tuple[str, ...] = (),
     ) -> None:
         self.engine, self.ema, self.checkpoints, self.metrics = engine, ema, checkpoints, metrics
+        self.group_names = group_names
         self.cfg, self.dist, self.order = train_cfg, dist, order
         self.tokens_per_step = order.global_batch_size * tokens_per_sequence
 
@@ -492,11 +501,13 @@ class TrainingLoop:
                 if log_due or last:
                     values = global_mean({k: v.item() / window_steps for k, v in window.items()}, dist, device)
                     elapsed = time.monotonic() - started
+                    lr, *group_lrs = engine.get_lr()
                     self.metrics.write(
                         step=done,
                         epoch=round(self.order.epoch(done), 4),
                         **values,
-                        lr=engine.get_lr()[0],
+                        lr=lr,
+                        **{f"lr_{name}": value for name, value in zip(self.group_names, group_lrs)},
                         tokens_per_s=(done - start_step) * self.tokens_per_step / elapsed,
                         elapsed_s=round(elapsed, 1),
                     )

@@ -41,6 +41,11 @@ class DiffusionSection:
     self_conditioning_prob: float = 0.5  # share of training batches that use it
     condition_dropout: float = 0.1  # conditional model: share of sequences trained unconditionally (for CFG)
     condition_keep: float = 0.5  # conditional model: share of each sequence's conditions kept, independently
+    prediction_type: str = "x0"  # x0: regress the clean embedding (the paper) | logits: classify the clean word
+    embedding_scale: float | None = None  # null: free embeddings (the paper) | s: rows renormalised to norm s
+    min_timestep: int = 0  # never train (or decode) below this step: there rounding already recovers the word
+    stratified_timesteps: bool = False  # draw a batch's t evenly spread over [min_timestep, T), not independently
+    mse_weight: float = 0.0  # prediction_type logits: weight of ‖x̂0 − x0‖² beside the cross-entropy
 
 
 @dataclass
@@ -85,6 +90,7 @@ class TrainingSection:
     num_samples: int = 10  # samples written after training
     sample_steps: int = 200  # denoising steps of those samples
     threads: int | None = None  # CPU threads per process (default: cores / local processes)
+    embedding_lr_scale: float = 1.0  # the word embeddings' learning rate / learning_rate (Plaid: ~7x)
     precision: str = "auto"  # auto (bf16 on GPUs, fp32 on CPU, where bf16 is ~40x slower) | bf16 | fp32
     compile: bool = False  # torch.compile the network in place (pays on GPUs; minutes of compiling on CPU)
 
@@ -165,6 +171,16 @@ class RunConfig:
         for key in ("self_conditioning_prob", "condition_dropout", "condition_keep"):
             if not 0.0 <= getattr(d, key) <= 1.0:
                 raise ValueError(f"diffusion.{key} must be in [0, 1], got {getattr(d, key)}.")
+        if d.prediction_type not in ("x0", "logits"):
+            raise ValueError(f"diffusion.prediction_type must be x0 or logits, got {d.prediction_type!r}.")
+        if d.embedding_scale is not None and d.embedding_scale <= 0:
+            raise ValueError(f"diffusion.embedding_scale must be positive or null, got {d.embedding_scale}.")
+        if not 0 <= d.min_timestep < d.num_steps:
+            raise ValueError(f"diffusion.min_timestep must be in [0, diffusion.num_steps), got {d.min_timestep}.")
+        if d.mse_weight < 0:
+            raise ValueError(f"diffusion.mse_weight must be non-negative, got {d.mse_weight}.")
+        if tr.embedding_lr_scale <= 0:
+            raise ValueError(f"training.embedding_lr_scale must be positive, got {tr.embedding_lr_scale}.")
         if data.condition_column and data.packing:
             raise ValueError("data.condition_column needs one sentence per sequence; set data.packing: false.")
         if tr.init_from and not self.tokenizer.path:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> Path:
     # 1. Processes, devices, precision.
     dist = setup_distributed(train_cfg.threads)
     logging.basicConfig(level=logging.INFO if dist.rank == 0 else logging.WARNING, format="%(message)s")
-    ds_config = build_deepspeed_config(train_cfg, dist)
+    ds_config = build_deepspeed_config(train_cfg, dist, lr_scales=(1.0, train_cfg.embedding_lr_scale))
     torch.manual_seed(train_cfg.seed)
 
     # 2. Tokenizer and data: rank 0 trains the tokenizer on the training split and frames the corpus first (filling
@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> Path:
         noise_schedule=run.diffusion.schedule,
         num_diffusion_steps=run.diffusion.num_steps,
         self_conditioning=run.diffusion.self_conditioning,
+        prediction_type=run.diffusion.prediction_type,
+        embedding_scale=run.diffusion.embedding_scale,
+        min_timestep=run.diffusion.min_timestep,
         condition_labels=condition_labels,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> Path:
         self_conditioning_prob=run.diffusion.self_conditioning_prob if run.diffusion.self_conditioning else 0.0,
         condition_dropout=run.diffusion.condition_dropout,
         condition_keep=run.diffusion.condition_keep,
+        stratified_timesteps=run.diffusion.stratified_timesteps,
+        mse_weight=run.diffusion.mse_weight,
     )
     logger.info("Denoiser: %.2fM parameters.", sum(p.numel() for p in model.parameters()) / 1e6)
     if train_cfg.compile:
@@ -141,7 +146,14 @@ def main(argv: list[str] | None = None) -> Path:
 
     if ds_config.get("zero_optimization", {}).get("stage") == 3:  # the rounding head reads E outside its forward
         deepspeed.zero.register_external_parameter(model.rounding, model.word_embeddings.weight)
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=ds_config)
+    # The word embeddings may learn faster than the network (Plaid): their own parameter group, last, so that the
+    # logged learning rate is the network's.
+    embeddings = [model.word_embeddings.weight]
+    groups = [
+        {"params": [p for p in model.parameters() if p is not embeddings[0]]},
+        {"params": embeddings},
+    ]
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=groups, config=ds_config)
     ema = ExponentialMovingAverage(engine, train_cfg.ema_decay)
     checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist, model_config)
     start_step = 0
@@ -168,7 +180,9 @@ def main(argv: list[str] | None = None) -> Path:
     def held_out() -> float:
         return held_out_loss(engine, objective, eval_ids, train_cfg, device, eval_conditions)
 
-    loop = TrainingLoop(engine, ema, checkpoints, metrics, train_cfg, dist, order, run.data.seq_len)
+    loop = TrainingLoop(
+        engine, ema, checkpoints, metrics, train_cfg, dist, order, run.data.seq_len, group_names=("embeddings",)
+    )
     loop.run(start_step, micro_step, held_out if eval_ids is not None else None)
 
     # 6. Export the EMA weights as a Hugging Face model, with the tokenizer, then write samples.

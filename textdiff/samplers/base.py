@@ -43,14 +43,18 @@ class Sampler(ABC):
         self.schedule = schedule
         self.timesteps = torch.arange(schedule.num_steps - 1, -1, -1)
 
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        """Choose `num_inference_steps` training timesteps, evenly spaced from T−1 down to 0 (respacing)."""
+    def set_timesteps(self, num_inference_steps: int, min_timestep: int = 0) -> None:
+        """Choose `num_inference_steps` training timesteps, evenly spaced from T−1 down to `min_timestep` (respacing;
+        a model trained only from its `min_timestep` up is decoded on the steps it was trained on)."""
         total = self.schedule.num_steps
-        if not 1 <= num_inference_steps <= total:
+        if not 0 <= min_timestep < total:
+            raise ValueError(f"min_timestep must be in [0, {total}), got {min_timestep}.")
+        if not 1 <= num_inference_steps <= total - min_timestep:
             raise ValueError(
-                f"num_inference_steps must be between 1 and the {total} training steps, got {num_inference_steps}."
+                f"num_inference_steps must be between 1 and the {total - min_timestep} training steps from "
+                f"{min_timestep} to {total - 1}, got {num_inference_steps}."
             )
-        spaced = torch.linspace(0, total - 1, num_inference_steps, dtype=torch.float64).round().long()
+        spaced = torch.linspace(min_timestep, total - 1, num_inference_steps, dtype=torch.float64).round().long()
         self.timesteps = spaced.flip(0)  # descending: T−1, …, 0
 
     def previous_timestep(self, t: int) -> int:

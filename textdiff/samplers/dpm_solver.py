@@ -26,8 +26,8 @@ class DPMSolverSampler(Sampler):
         super().__init__(schedule)
         self._previous: tuple[float, torch.Tensor] | None = None  # (λ_t', x̂0_t') of the step before
 
-    def set_timesteps(self, num_inference_steps: int) -> None:
-        super().set_timesteps(num_inference_steps)
+    def set_timesteps(self, num_inference_steps: int, min_timestep: int = 0) -> None:
+        super().set_timesteps(num_inference_steps, min_timestep)
         self._previous = None
 
     def _lambda(self, t: int) -> float:

@@ -1,0 +1,178 @@
+"""Training recipes at a fixed budget of optimiser steps, measured in one run on one machine: the paper's recipe,
+each part of the new one added alone, and their combination.
+
+Every row trains `train/diffusion.py` on the same base config with the same steps, batch and threads (so the same
+compute, give or take the extra output layer of a classifying denoiser), then is scored the same way: the NLL
+bound on held-out sentences, and teacher perplexity, dist-2 and mean length of samples at two step counts,
+beside the human references under the same teacher.
+
+    python bench/recipe_ablation.py --teacher runs/teacher/model --steps 2000 --output runs/ablation
+    python bench/recipe_ablation.py --teacher T --rows paper combined --steps 20 --output /tmp/a   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Each row: run-config overrides on the base config (configs/e2e-paper-recipe.yaml: the paper's recipe at CPU scale).
+CLASSIFY = {"diffusion.prediction_type": "logits", "diffusion.embedding_scale": 4.0}  # √d for d = 16
+FLOOR = {"diffusion.min_timestep": 100, "diffusion.stratified_timesteps": True}
+SELF_CONDITIONING = {"diffusion.self_conditioning": True, "diffusion.self_conditioning_prob": 0.5}
+EMBEDDING_LR = {"training.embedding_lr_scale": 10.0}
+ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
+    "paper": ("paper's recipe", {}),
+    "classify": ("+ x0 by classification (embeddings of norm √d)", CLASSIFY),
+    "classify-lr": ("+ classification, embeddings at 10× lr", {**CLASSIFY, **EMBEDDING_LR}),
+    "floor": ("+ noise floor t ≥ 100, stratified t", FLOOR),
+    "selfcond": ("+ self-conditioning (50 %)", SELF_CONDITIONING),
+    "combined": ("classification, 10× embedding lr, noise floor", {**CLASSIFY, **EMBEDDING_LR, **FLOOR}),
+    "combined-selfcond": ("combined + self-conditioning", {**CLASSIFY, **EMBEDDING_LR, **FLOOR, **SELF_CONDITIONING}),
+}
+
+
+def train(key: str, args: argparse.Namespace) -> Path:
+    """Train one row in its own process (its output in OUTPUT/KEY/train.log); return its export directory."""
+    out = args.output / key
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "train.log"
+    overrides = ROWS[key][1]
+    settings = {
+        **overrides,
+        "training.max_steps": args.steps,
+        "training.max_minutes": None,
+        "training.threads": args.threads,
+        "training.output_dir": str(out),
+        "training.num_samples": 0,
+        "training.checkpoint_every": 0,
+    }
+    command = [sys.executable, "train/diffusion.py", "--config", args.config]
+    for key, value in settings.items():
+        command += ["--set", f"{key}={'null' if value is None else json.dumps(value)}"]
+    with log.open("w") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, check=True)
+    return out
+
+
+def evaluate(model_dir: Path, teacher, held_out: list[str], args) -> dict:
+    """The bound on held-out sentences; teacher perplexity, dist-2 and mean words at each step count."""
+    import textdiff
+    from eval.fluency import teacher_score
+    from eval.harness import load_metric
+    from eval.likelihood import likelihood_bound
+    from textdiff.data import frame_sequences
+
+    model, tokenizer = textdiff.load_pretrained(str(model_dir))
+    framed = frame_sequences(
+        _as_dataset(held_out), tokenizer, model.config.max_position_embeddings, text_column="text"
+    )[:]["input_ids"]
+    bound = likelihood_bound(
+        model,
+        framed,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        num_timesteps=args.nll_timesteps,
+        progress=False,
+    )
+    row = {"nll_bound": bound.nats_per_token, "nll_stderr": bound.stderr, "parameters": model.num_parameters()}
+    distinct = load_metric("distinct_n")
+    for steps in args.sample_steps:
+        started = time.perf_counter()
+        ids = model.generate(num_return_sequences=args.num_samples, num_inference_steps=steps, seed=0)
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        row[f"decode_s_{steps}"] = time.perf_counter() - started
+        row[f"ppl_{steps}"] = teacher_score(texts, teacher, tokenizer).perplexity
+        row[f"dist2_{steps}"] = distinct.compute(predictions=texts, max_n=2)["dist-2"]
+        row[f"words_{steps}"] = sum(len(t.split()) for t in texts) / len(texts)
+        row[f"samples_{steps}"] = texts[:10]
+    metrics = [json.loads(line) for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines()]
+    row["train_s"] = max(r.get("elapsed_s", 0) for r in metrics)
+    row["train_steps"] = max(r.get("step", 0) for r in metrics)
+    return row
+
+
+def _as_dataset(texts: list[str]):
+    import datasets
+
+    return datasets.Dataset.from_dict({"text": texts})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", help="AR teacher directory (same vocabulary); needed unless --train-only")
+    parser.add_argument("--config", default="configs/e2e-paper-recipe.yaml", help="the base run config")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps of every row")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--num-samples", type=int, default=200)
+    parser.add_argument("--sample-steps", type=int, nargs="+", default=[16, 200])
+    parser.add_argument("--nll-sentences", type=int, default=256)
+    parser.add_argument("--nll-timesteps", type=int, default=50)
+    parser.add_argument("--skip-training", action="store_true", help="evaluate rows already trained in --output")
+    parser.add_argument("--train-only", action="store_true", help="train the rows, evaluate later (--skip-training)")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.output.mkdir(parents=True, exist_ok=True)
+
+    if args.train_only:
+        for key in args.rows:
+            train(key, args)
+        return
+    if not args.teacher:
+        parser.error("--teacher is needed to evaluate (or pass --train-only)")
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eval.fluency import teacher_score
+    from textdiff.data import load_corpus
+
+    teacher = AutoModelForCausalLM.from_pretrained(args.teacher).eval()
+    test = load_corpus("data/e2e", "test")["text"]
+    order = random.Random(0).sample(range(len(test)), len(test))
+    human = [test[i] for i in order[: args.num_samples]]  # disjoint from the sentences of the bound
+    held_out = [test[i] for i in order[args.num_samples : args.num_samples + args.nll_sentences]]
+    path = args.output / "results.json"  # rows evaluated by earlier calls are kept (and reprinted)
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.pop("human_perplexity", None)
+    for key in args.rows:
+        if not args.skip_training:
+            train(key, args)
+        results[key] = evaluate(args.output / key / "model", teacher, held_out, args)
+        path.write_text(json.dumps(results, indent=2))
+        print(f"{key}: {json.dumps({k: v for k, v in results[key].items() if not k.startswith('samples')})}")
+
+    human_ppl = teacher_score(human, teacher, AutoTokenizer.from_pretrained(args.teacher)).perplexity
+    s1, s2 = args.sample_steps[0], args.sample_steps[-1]
+    print(
+        f"\n{args.threads} thread(s) per run; teacher {args.teacher}; human references (test, "
+        f"{len(human)}): teacher perplexity {human_ppl:.2f}\n"
+    )
+    print(
+        f"| recipe | NLL bound (nats/token) | PPL {s1} steps (× human) | PPL {s2} steps (× human) | dist-2 {s2} | "
+        f"words {s2} | steps | train s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for key, r in sorted(results.items(), key=lambda item: list(ROWS).index(item[0])):
+        print(
+            f"| {ROWS[key][0]} | {r['nll_bound']:.3f} ± {1.96 * r['nll_stderr']:.3f} | {r[f'ppl_{s1}']:.2f} "
+            f"({r[f'ppl_{s1}'] / human_ppl:.2f}) | {r[f'ppl_{s2}']:.2f} ({r[f'ppl_{s2}'] / human_ppl:.2f}) | "
+            f"{r[f'dist2_{s2}']:.3f} | {r[f'words_{s2}']:.1f} | {r['train_steps']} | {r['train_s']:.0f} |"
+        )
+    results["human_perplexity"] = human_ppl
+    path.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
