@@ -228,8 +228,8 @@ def training_figures(run_dir: Path, flops_per_token: float, env: dict[str, Any])
     MFU against the datasheet and the measured matmul peak, the last train and held-out losses."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "tokens_per_s" in r]
-    resolved = json.loads((run_dir / "run_config.json").read_text())["resolved"]
     run_config = json.loads((run_dir / "run_config.json").read_text())
+    resolved = run_config["resolved"]
     tokens_per_step = resolved["global_batch"] * run_config["data"]["seq_len"]
     first, last = steps[len(steps) // 2], steps[-1]
     if last["step"] > first["step"] and last["elapsed_s"] > first["elapsed_s"]:
@@ -238,7 +238,7 @@ def training_figures(run_dir: Path, flops_per_token: float, env: dict[str, Any])
         rate = last["tokens_per_s"]
     evals = [r["eval_loss"] for r in records if "eval_loss" in r]
     achieved = flops_per_token * rate / 1e12
-    figures = {
+    return {
         "precision": resolved["precision"],
         "steps": last["step"],
         "elapsed_s": last["elapsed_s"],
@@ -254,7 +254,6 @@ def training_figures(run_dir: Path, flops_per_token: float, env: dict[str, Any])
         "mfu_measured_peak": achieved / env["measured_matmul_tflops"],
         "mfu_datasheet_peak": achieved / env["datasheet_bf16_tflops"] if env.get("datasheet_bf16_tflops") else None,
     }
-    return figures
 
 
 def denoiser_flops_per_token(model, sequence_length: int) -> float:
