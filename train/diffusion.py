@@ -148,11 +148,8 @@ def main(argv: list[str] | None = None) -> Path:
         deepspeed.zero.register_external_parameter(model.rounding, model.word_embeddings.weight)
     # The word embeddings may learn faster than the network (Plaid): their own parameter group, last, so that the
     # logged learning rate is the network's.
-    embeddings = [model.word_embeddings.weight]
-    groups = [
-        {"params": [p for p in model.parameters() if p is not embeddings[0]]},
-        {"params": embeddings},
-    ]
+    embeddings = model.word_embeddings.weight
+    groups = [{"params": [p for p in model.parameters() if p is not embeddings]}, {"params": [embeddings]}]
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=groups, config=ds_config)
     ema = ExponentialMovingAverage(engine, train_cfg.ema_decay)
     checkpoints = CheckpointManager(output_dir / "checkpoints", train_cfg.keep_checkpoints, dist, model_config)
