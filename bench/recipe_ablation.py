@@ -29,14 +29,24 @@ CLASSIFY = {"diffusion.prediction_type": "logits", "diffusion.embedding_scale": 
 FLOOR = {"diffusion.min_timestep": 100, "diffusion.stratified_timesteps": True}
 SELF_CONDITIONING = {"diffusion.self_conditioning": True, "diffusion.self_conditioning_prob": 0.5}
 EMBEDDING_LR = {"training.embedding_lr_scale": 10.0}
+COMBINED = {**CLASSIFY, **EMBEDDING_LR, **FLOOR}  # the default after the first round of this issue
+BUCKETS = {"data.bucket_by_length": True}
+NO_DROPOUT = {"model.dropout": 0.0}
+OUTPUT_PRIOR = {"diffusion.output_prior": True}
 ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "paper": ("paper's recipe", {}),
     "classify": ("+ x0 by classification (embeddings of norm √d)", CLASSIFY),
     "classify-lr": ("+ classification, embeddings at 10× lr", {**CLASSIFY, **EMBEDDING_LR}),
     "floor": ("+ noise floor t ≥ 100, stratified t", FLOOR),
     "selfcond": ("+ self-conditioning (50 %)", SELF_CONDITIONING),
-    "combined": ("classification, 10× embedding lr, noise floor", {**CLASSIFY, **EMBEDDING_LR, **FLOOR}),
-    "combined-selfcond": ("combined + self-conditioning", {**CLASSIFY, **EMBEDDING_LR, **FLOOR, **SELF_CONDITIONING}),
+    "combined": ("classification, 10× embedding lr, noise floor", COMBINED),
+    "combined-selfcond": ("combined + self-conditioning", {**COMBINED, **SELF_CONDITIONING}),
+    "bucket": ("combined + length buckets", {**COMBINED, **BUCKETS}),
+    "nodrop": ("combined + no dropout", {**COMBINED, **NO_DROPOUT}),
+    "lr2": ("combined + lr 2e-3", {**COMBINED, "training.learning_rate": 2e-3}),
+    "nodrop-bucket": ("combined + no dropout + length buckets", {**COMBINED, **NO_DROPOUT, **BUCKETS}),
+    "nodrop-prior": ("combined + no dropout + output prior", {**COMBINED, **NO_DROPOUT, **OUTPUT_PRIOR}),
+    "nodrop-selfcond": ("combined + no dropout + self-conditioning", {**COMBINED, **NO_DROPOUT, **SELF_CONDITIONING}),
 }
 
 

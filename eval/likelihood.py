@@ -19,6 +19,10 @@ prior), and it avoids the smallest t, whose KL weights c_t²/(2σ̃_t²) are hug
 `decoder_steps` lists the k to evaluate; the report gives each, and the smallest (chosen on the same sentences,
 so slightly optimistic) as the headline figure.
 
+A model with a length prior (trained on length buckets) first draws its window ℓ ~ p(ℓ) and then denoises ℓ
+positions only: its bound adds −log p(ℓ) (the "length" term) and sums the other terms over the ℓ positions of
+[START] … [END], the rest masked out of attention as in generation.
+
 Units: the bound for a whole sequence (padding positions included: the model must generate them) divided by
 its real tokens (words + [END]), in nats per token; exp of that is a perplexity upper bound. The error bar is
 the standard error over sentences of that per-sentence quantity (it includes the Monte-Carlo noise).
@@ -44,6 +48,7 @@ class LikelihoodBound:
         stderr: Standard error of that mean over sentences.
         perplexity_bound: exp(nats_per_token).
         reconstruction / diffusion / prior: the three terms, nats per token (means).
+        length: −log p(ℓ) of the window, nats per token (a model with a length prior; else 0).
         decoder_step: The k of the headline figure.
         by_decoder_step: {k: (nats_per_token, stderr)} for every k evaluated.
         num_sentences: Sentences evaluated.
@@ -55,6 +60,7 @@ class LikelihoodBound:
     reconstruction: float
     diffusion: float
     prior: float
+    length: float
     decoder_step: int
     by_decoder_step: dict[int, tuple[float, float]]
     num_sentences: int
@@ -79,7 +85,7 @@ def sequence_bound(
         generator: Source of t offsets and ε.
 
     Returns:
-        {k: {"reconstruction": (B,), "diffusion": (B,), "prior": (B,)}}.
+        {k: {"reconstruction": (B,), "diffusion": (B,), "prior": (B,), "length": (B,)}}.
     """
     config = model.config
     schedule = NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps)
@@ -87,6 +93,15 @@ def sequence_bound(
     alpha_bar = schedule.alphas_cumprod
     e = model.embed(input_ids)  # (B, L, d)
     batch = e.shape[0]
+    # The positions the model generates: all of them, or with a length prior the window [START] … [END].
+    attention_mask, inside = None, torch.ones(input_ids.shape, dtype=e.dtype, device=e.device)  # (B, L)
+    length_nll = torch.zeros(batch, dtype=e.dtype, device=e.device)
+    if config.length_prior is not None:
+        windows = (input_ids != config.pad_token_id).sum(1)  # (B,)
+        attention_mask = torch.arange(input_ids.shape[1], device=e.device)[None] < windows[:, None]
+        inside = attention_mask.to(e.dtype)
+        prior_probs = torch.tensor(config.length_prior, dtype=torch.float64, device=e.device)
+        length_nll = -prior_probs[windows].clamp(min=1e-12).log().to(e.dtype)
 
     def noise() -> torch.Tensor:
         return torch.randn(e.shape, generator=generator).to(e)
@@ -100,14 +115,15 @@ def sequence_bound(
         k_batch = torch.full((batch,), k, dtype=torch.long, device=e.device)
         z_k = schedule.q_sample(e, k_batch, noise())
         if config.prediction_type == "logits":  # the denoiser's own word distribution is the decoder
-            logits = model(z_k, k_batch).logits
+            logits = model(z_k, k_batch, attention_mask=attention_mask).logits
         else:
-            logits = model.logits(z_k if k == 0 else model(z_k, k_batch).pred_x0)
-        reconstruction[k] = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none").sum(1)
+            logits = model.logits(z_k if k == 0 else model(z_k, k_batch, attention_mask=attention_mask).pred_x0)
+        nll = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none")  # (B, L)
+        reconstruction[k] = (nll * inside).sum(1)
 
     # Prior: KL(N(√ᾱ e, (1 − ᾱ) I) ‖ N(0, I)) at the last step, per dimension ½(ᾱ e² + (1 − ᾱ) − 1 − log(1 − ᾱ)).
     a_last = alpha_bar[-1].item()
-    prior = 0.5 * (a_last * e.pow(2) - a_last - math.log1p(-a_last)).sum(dim=(1, 2))
+    prior = (0.5 * (a_last * e.pow(2) - a_last - math.log1p(-a_last)) * inside[..., None]).sum(dim=(1, 2))
 
     # Diffusion terms by stratified Monte Carlo over t ∈ {1, …, T−1}.
     num_timesteps = min(num_timesteps, T - 1)
@@ -122,12 +138,15 @@ def sequence_bound(
         variance = beta * (1.0 - a_prev) / (1.0 - a_t)
         t_batch = torch.full((batch,), t, dtype=torch.long, device=e.device)
         z_t = schedule.q_sample(e, t_batch, noise())
-        pred_x0 = model(z_t, t_batch).pred_x0
-        kl = coef_x0**2 * (e - pred_x0).pow(2).sum(dim=(1, 2)) / (2.0 * variance)
+        pred_x0 = model(z_t, t_batch, attention_mask=attention_mask).pred_x0
+        kl = coef_x0**2 * ((e - pred_x0).pow(2) * inside[..., None]).sum(dim=(1, 2)) / (2.0 * variance)
         for k in decoder_steps:
             if t > k:
                 diffusion[k] += kl * (T - 1) / num_timesteps
-    return {k: {"reconstruction": reconstruction[k], "diffusion": diffusion[k], "prior": prior} for k in decoder_steps}
+    return {
+        k: {"reconstruction": reconstruction[k], "diffusion": diffusion[k], "prior": prior, "length": length_nll}
+        for k in decoder_steps
+    }
 
 
 def likelihood_bound(
@@ -157,7 +176,7 @@ def likelihood_bound(
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     per_sentence: dict[int, dict[str, list[torch.Tensor]]] = {
-        k: {"reconstruction": [], "diffusion": [], "prior": []} for k in decoder_steps
+        k: {"reconstruction": [], "diffusion": [], "prior": [], "length": []} for k in decoder_steps
     }
     device = model.word_embeddings.weight.device
     for batch in tqdm(input_ids.split(batch_size), desc="NLL bound", disable=not progress):
@@ -171,7 +190,7 @@ def likelihood_bound(
                 per_sentence[k][name].append(value.float().cpu() / tokens)
 
     def summary(k: int) -> tuple[float, float]:
-        values = sum(torch.cat(per_sentence[k][name]) for name in ("reconstruction", "diffusion", "prior"))
+        values = sum(torch.cat(per_sentence[k][name]) for name in ("reconstruction", "diffusion", "prior", "length"))
         stderr = (values.std(unbiased=True) / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
         return values.mean().item(), stderr
 
@@ -185,6 +204,7 @@ def likelihood_bound(
         reconstruction=torch.cat(per_sentence[best]["reconstruction"]).mean().item(),
         diffusion=torch.cat(per_sentence[best]["diffusion"]).mean().item(),
         prior=torch.cat(per_sentence[best]["prior"]).mean().item(),
+        length=torch.cat(per_sentence[best]["length"]).mean().item(),
         decoder_step=best,
         by_decoder_step=by_step,
         num_sentences=len(input_ids),

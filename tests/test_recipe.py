@@ -112,6 +112,7 @@ def test_the_new_recipe_trains_exports_and_decodes_end_to_end(tmp_path, module_c
         "diffusion.min_timestep": 10,
         "diffusion.stratified_timesteps": True,
         "training.embedding_lr_scale": 10.0,
+        "data.bucket_by_length": True,
     }
     command = [sys.executable, "train/diffusion.py", "--config", str(config)]
     for key, value in settings.items():
@@ -119,7 +120,27 @@ def test_the_new_recipe_trains_exports_and_decodes_end_to_end(tmp_path, module_c
     run(command)
     model, tokenizer = textdiff.load_pretrained(str(tmp_path / "run" / "model"))
     assert model.config.prediction_type == "logits" and model.config.min_timestep == 10
+    assert len(model.config.length_prior) == 17 and sum(model.config.length_prior) == pytest.approx(1.0)
     assert len(tokenizer.batch_decode(model.generate(num_return_sequences=2, num_inference_steps=4, seed=0))) == 2
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "lr" in r][-1]
     assert last["lr_embeddings"] == pytest.approx(10 * last["lr"]) and last["lr"] > 0
+
+
+def test_the_output_prior_adds_the_likelihood_of_the_noisy_latent_under_each_word():
+    plain = classifying_model()
+    model = classifying_model(output_prior=True)
+    model.load_state_dict(plain.state_dict())
+    x, t = torch.randn(2, 12, 16), torch.tensor([3, 80])
+    schedule = NoiseSchedule.from_name("sqrt", 100)
+    table = model.embedding_table()
+    for row in range(2):  # log N(x; √ᾱ e_w, (1 − ᾱ) I) up to a constant in w
+        a = schedule.alphas_cumprod[t[row]].float()
+        log_normal = -((x[row, :, None, :] - a.sqrt() * table) ** 2).sum(-1) / (2 * (1 - a))  # (L, V)
+        added = model(x, t).logits[row] - plain(x, t).logits[row]
+        torch.testing.assert_close(added - added[:, :1], log_normal - log_normal[:, :1], atol=1e-3, rtol=1e-4)
+    # Nearly clean latents: the prior alone already names each word.
+    ids = torch.randint(0, 100, (1, 12))
+    assert (model(model.embed(ids), torch.tensor([0])).logits.argmax(-1) == ids).all()
+    with pytest.raises(ValueError, match="output_prior"):
+        tiny_config(output_prior=True)

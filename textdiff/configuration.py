@@ -43,6 +43,14 @@ class TextDiffusionConfig(PretrainedConfig):
             latent already rounds to its own word, so training there is wasted (DINOISER's noise floor).
         self_conditioning: Whether the denoiser takes its previous x0 estimate as an extra input
             (Chen et al. 2022). Only the input layer changes; without it the extra input is ignored.
+        output_prior: For a model that classifies: add to its logits the log-likelihood of x_t under each word,
+            log N(x_t; √ᾱ_t e_w, (1 − ᾱ_t) I) = (√ᾱ_t x_t·e_w − ᾱ_t ‖e_w‖² / 2) / (1 − ᾱ_t) + const, so that the
+            network learns only what the context adds to what the noisy latent already says (Plaid's output prior).
+        length_prior: For a model trained on length buckets (`data.bucket_by_length`): p(ℓ) for ℓ = 0 …
+            max_position_embeddings, the probability that a sentence fills a window of ℓ positions ([START] … [END]).
+            Such a model never sees long runs of padding; generation draws each row's ℓ from this prior and
+            denoises only those positions (the rest masked out of attention and kept as [PAD]). None: every
+            sequence is `max_position_embeddings` long, padding included, as in the paper.
         condition_labels: The condition vocabulary of a conditional model for classifier-free guidance (Ho &
             Salimans 2022), e.g. ["food=Italian", "area=riverside", ...]; the denoiser then also takes a (B, C)
             multi-hot `conditions` input (all zeros: unconditional). None: an unconditional model.
@@ -73,6 +81,8 @@ class TextDiffusionConfig(PretrainedConfig):
         prediction_type: str = "x0",
         embedding_scale: float | None = None,
         min_timestep: int = 0,
+        output_prior: bool = False,
+        length_prior: list[float] | None = None,
         condition_labels: list[str] | None = None,
         pad_token_id: int | None = 0,
         bos_token_id: int | None = 1,
@@ -98,6 +108,8 @@ class TextDiffusionConfig(PretrainedConfig):
         self.prediction_type = prediction_type
         self.embedding_scale = embedding_scale
         self.min_timestep = min_timestep
+        self.output_prior = output_prior
+        self.length_prior = [float(p) for p in length_prior] if length_prior is not None else None
         self.condition_labels = list(condition_labels) if condition_labels else None
         self.unk_token_id = unk_token_id
         kwargs.setdefault("tie_word_embeddings", False)
@@ -147,6 +159,23 @@ class TextDiffusionConfig(PretrainedConfig):
                 f"TextDiffusionConfig.min_timestep must be an integer in [0, num_diffusion_steps="
                 f"{self.num_diffusion_steps}), got {self.min_timestep!r}."
             )
+        if self.output_prior and self.prediction_type != "logits":
+            raise ValueError(
+                "TextDiffusionConfig.output_prior adds to the logits of a classifying denoiser; set "
+                "prediction_type='logits' or output_prior=False."
+            )
+        if self.length_prior is not None:
+            prior = self.length_prior
+            if len(prior) != self.max_position_embeddings + 1 or min(prior) < 0 or abs(sum(prior) - 1.0) > 1e-4:
+                raise ValueError(
+                    f"TextDiffusionConfig.length_prior must be {self.max_position_embeddings + 1} non-negative "
+                    f"probabilities summing to 1 (p(ℓ) for ℓ = 0 … max_position_embeddings), got {len(prior)} values "
+                    f"summing to {sum(prior):.4f}."
+                )
+            if sum(prior[:2]) > 0:
+                raise ValueError(
+                    "TextDiffusionConfig.length_prior must give ℓ < 2 no mass: [START] and [END] need two."
+                )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < self.vocab_size:

@@ -208,3 +208,61 @@ class BatchOrder:
 
     def epoch(self, step: int) -> float:
         return step * self.global_batch_size / self.num_examples
+
+
+class LengthBucketedOrder(BatchOrder):
+    """`BatchOrder` whose batches hold sentences of nearly equal length, so that a batch can be cut to its longest
+    sentence and no step computes on padding (bucketing by length, as in NMT).
+
+    Every epoch's permutation is cut into pools of `pool_batches` global batches; each pool is sorted by length
+    and cut into batches, and the batches of the epoch are shuffled. Still a pure function of (seed, step); the
+    last partial batch of an epoch is dropped.
+
+    Args:
+        lengths: (N,) framed length of every example (tokens before the padding).
+        global_batch_size: Examples per optimiser step over all ranks.
+        seed: Base seed of the permutations.
+        pool_batches: Batches per sorted pool: more gives tighter buckets, fewer gives more mixed batches.
+    """
+
+    def __init__(self, lengths: torch.Tensor, global_batch_size: int, seed: int, pool_batches: int = 50) -> None:
+        super().__init__(len(lengths), global_batch_size, seed)
+        if len(lengths) < global_batch_size:
+            raise ValueError(
+                f"Bucketing by length needs at least one full batch: {len(lengths)} examples for a global batch of "
+                f"{global_batch_size}; lower the batch size or set data.bucket_by_length: false."
+            )
+        self.lengths = lengths
+        self.pool_batches = pool_batches
+        self.batches_per_epoch = len(lengths) // global_batch_size
+        self._epoch_batches: dict[int, torch.Tensor] = {}
+
+    def _batches(self, epoch: int) -> torch.Tensor:
+        """(batches_per_epoch, G) example indices of an epoch's batches, in their shuffled order."""
+        if epoch not in self._epoch_batches:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(self.num_examples, generator=generator)
+            G = self.global_batch_size
+            order = order[: self.batches_per_epoch * G]
+            pools = order.split(self.pool_batches * G)
+            batches = []
+            for pool in pools:  # stable sort by length inside the pool, then cut into batches
+                pool = pool[torch.sort(self.lengths[pool], stable=True).indices]
+                batches.extend(pool.split(G))
+            batches = torch.stack(batches)[torch.randperm(self.batches_per_epoch, generator=generator)]
+            self._epoch_batches = {epoch: batches}
+        return self._epoch_batches[epoch]
+
+    def indices(self, step: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+        per_rank = self.global_batch_size // world_size
+        batch = self._batches(step // self.batches_per_epoch)[step % self.batches_per_epoch]
+        return batch[rank * per_rank : (rank + 1) * per_rank]
+
+    def epoch(self, step: int) -> float:
+        return step / self.batches_per_epoch
+
+
+def length_prior(lengths: torch.Tensor, max_length: int) -> list[float]:
+    """p(ℓ) for ℓ = 0 … max_length: the share of framed lengths `lengths` (N,) equal to each ℓ."""
+    counts = torch.bincount(lengths.long(), minlength=max_length + 1)[: max_length + 1].double()
+    return (counts / counts.sum()).tolist()

@@ -162,6 +162,32 @@ def generate(
             fluency_weight=fluency_weight,
         )
     conditions = plan.conditions
+    # A model with a length prior (trained on length buckets) writes each row in its own window of ℓ positions:
+    # ℓ from the controls or the prompt where they fix it, else drawn from the prior; the positions after it are
+    # [PAD], known and masked out of attention, so the denoiser sees exactly the windows it was trained on.
+    attention_mask = None
+    if config.length_prior is not None:
+        windows = _draw_windows(
+            config.length_prior,
+            controls,
+            input_ids,
+            infill_mask,
+            known,
+            known_ids,
+            num_return_sequences,
+            max_length,
+            generator,
+            config.pad_token_id,
+        )  # (B,)
+        if known is None and not plan.targets:  # nothing else needs the full width: decode the longest window only
+            max_length = int(windows.max())
+        attention_mask = torch.arange(max_length)[None] < windows[:, None]  # (B, L)
+        outside = ~attention_mask
+        if known is None:
+            known, known_ids = outside, torch.zeros(outside.shape, dtype=torch.long)
+        else:
+            known = known[:, :max_length] | outside
+        known_ids = known_ids[:, :max_length].masked_fill(outside, config.pad_token_id)
 
     if isinstance(sampler, Sampler):
         reverse = sampler
@@ -176,6 +202,8 @@ def generate(
     x = randn_like(torch.empty(shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T (B, L, d)
     if conditions is not None:
         conditions = conditions.to(x.device, x.dtype)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(x.device)
     if known is not None:
         known, known_ids = known.to(x.device), known_ids.to(x.device)
         known_x0 = model.embed(known_ids)  # (B, L, d)
@@ -189,12 +217,13 @@ def generate(
         timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
         scores = None  # (B, L, V) the words' scores at each position: the model's logits if it classifies
         if conditions is None:
-            out = model(x, timesteps, self_cond=self_cond)
+            out = model(x, timesteps, attention_mask=attention_mask, self_cond=self_cond)
             pred_x0, scores = out.pred_x0, out.logits  # (B, L, d), (B, L, V) or None
         else:  # one batched pass for the conditional and the unconditional estimate
             both = model(
                 torch.cat([x, x]),
                 torch.cat([timesteps, timesteps]),
+                attention_mask=None if attention_mask is None else torch.cat([attention_mask, attention_mask]),
                 self_cond=None if self_cond is None else torch.cat([self_cond, self_cond]),
                 conditions=torch.cat([conditions, torch.zeros_like(conditions)]),
             ).pred_x0  # (2B, L, d)
@@ -313,6 +342,50 @@ def _plan_controls(
     if tasks:
         plan.targets = ClassifierGuidance.build_targets(rows, plan.classifiers, length)
     return plan
+
+
+def _draw_windows(
+    prior: list[float],
+    controls: list | None,
+    input_ids: torch.Tensor | None,
+    infill_mask: torch.Tensor | None,
+    known: torch.Tensor | None,
+    known_ids: torch.Tensor | None,
+    batch: int,
+    length: int,
+    generator: torch.Generator | None,
+    pad_token_id: int,
+) -> torch.Tensor:
+    """(B,) window lengths ℓ: fixed by an infilling request (up to its last position that is not a known [PAD]),
+    by a `Length` or `PartsOfSpeech` control, else drawn from the prior over [minimum, length], where the minimum
+    comes from the prompt (its tokens and one more) or the controls (`Control.window`)."""
+    minimum = torch.full((batch,), 2, dtype=torch.long)
+    exact = torch.zeros(batch, dtype=torch.long)  # 0: not fixed
+    if infill_mask is not None:
+        free = ~(known & (known_ids == pad_token_id))  # (B, L): positions that are not padding to keep
+        last = torch.where(free, torch.arange(length), -1).amax(-1)
+        exact = (last + 1).clamp(min=2)
+    elif input_ids is not None:
+        minimum[:] = torch.as_tensor(input_ids).shape[-1] + 1
+    if controls is not None:
+        for i, row in enumerate(_rows_of_controls(controls, batch)):
+            for control in row:
+                need, fixed = control.window()
+                if fixed:
+                    exact[i] = need
+                minimum[i] = max(int(minimum[i]), need)
+    probs = torch.tensor(prior[: length + 1], dtype=torch.float64, device=generator.device if generator else None)
+    windows = exact.clone()
+    for i in range(batch):
+        if windows[i]:
+            continue
+        allowed = probs.clone()
+        allowed[: int(minimum[i])] = 0.0
+        if allowed.sum() <= 0:  # longer than any training sentence: the longest window allowed
+            windows[i] = length
+        else:
+            windows[i] = torch.multinomial(allowed, 1, generator=generator).item()
+    return windows
 
 
 def _banned_tokens(words_only: torch.Tensor | None, config, device: torch.device) -> torch.Tensor | None:

@@ -223,6 +223,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
                 f"Sequence length {length} exceeds the model's max_position_embeddings "
                 f"({self.config.max_position_embeddings}); decode at most that many positions."
             )
+        noisy = x_t  # (B, L, d), before the self-conditioning input is joined to it
         if self.config.self_conditioning:
             if self_cond is None:
                 self_cond = torch.zeros_like(x_t)
@@ -244,8 +245,25 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         if self.config.prediction_type == "x0":
             return DenoiserOutput(pred_x0=self.output_down_proj(hidden))
         logits = self.output_logits(hidden)  # (B, L, V)
+        if self.config.output_prior:
+            logits = logits + self.output_prior_logits(noisy, timesteps).to(logits.dtype)
         pred_x0 = logits.float().softmax(-1).to(hidden.dtype) @ self.embedding_table().to(hidden.dtype)  # (B, L, d)
         return DenoiserOutput(pred_x0=pred_x0, logits=logits)
+
+    def output_prior_logits(self, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """log N(x_t; √ᾱ_t e_w, (1 − ᾱ_t) I) up to a constant in w: (√ᾱ_t x_t·e_w − ᾱ_t ‖e_w‖² / 2) / (1 − ᾱ_t).
+
+        x_t: (B, L, d), timesteps: (B,) -> (B, L, V), in fp32.
+        """
+        if getattr(self, "_alpha_bar", None) is None or self._alpha_bar.device != x_t.device:
+            from .schedules import NoiseSchedule  # a plain attribute, not a buffer: rebuilt, never saved
+
+            schedule = NoiseSchedule.from_name(self.config.noise_schedule, self.config.num_diffusion_steps)
+            self._alpha_bar = schedule.alphas_cumprod.float().to(x_t.device)
+        alpha_bar = self._alpha_bar[timesteps][:, None, None]  # (B, 1, 1)
+        table = self.embedding_table().float()  # (V, d)
+        scores = alpha_bar.sqrt() * (x_t.float() @ table.T) - 0.5 * alpha_bar * (table * table).sum(-1)
+        return scores / (1.0 - alpha_bar)
 
     def generate(self, *args, **kwargs) -> torch.Tensor | GenerationOutput:
         """Decode text from noise in parallel; see `textdiff.generation.generate` for the arguments."""

@@ -418,7 +418,7 @@ class TrainingLoop:
         engine, ema, checkpoints, metrics: The DeepSpeed engine, its EMA, the checkpoint manager, the metrics log.
         train_cfg, dist: The run config's training section and this process's place in the job.
         order: The resumable batch order over the training rows.
-        tokens_per_sequence: Positions per training sequence (for tokens/s).
+        tokens_per_sequence: Positions per training sequence, on average (for tokens/s).
         group_names: Names of the optimiser's parameter groups after the first, whose learning rates are logged
             as lr_NAME beside lr (the first group's).
     """
@@ -432,7 +432,7 @@ class TrainingLoop:
         train_cfg: TrainingSection,
         dist: DistInfo,
         order,
-        tokens_per_sequence: int,
+        tokens_per_sequence: float,
         group_names: tuple[str, ...] = (),
     ) -> None:
         self.engine, self.ema, self.checkpoints, self.metrics = engine, ema, checkpoints, metrics

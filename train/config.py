@@ -46,6 +46,7 @@ class DiffusionSection:
     min_timestep: int = 0  # never train (or decode) below this step: there rounding already recovers the word
     stratified_timesteps: bool = False  # draw a batch's t evenly spread over [min_timestep, T), not independently
     mse_weight: float = 0.0  # prediction_type logits: weight of ‖x̂0 − x0‖² beside the cross-entropy
+    output_prior: bool = False  # prediction_type logits: add log N(x_t; √ᾱ e_w, (1 − ᾱ) I) to the logits (Plaid)
 
 
 @dataclass
@@ -56,6 +57,9 @@ class DataSection:
     eval_split: str | None = "validation"  # null: no held-out loss
     seq_len: int = 64  # positions per sequence (= the model's max length)
     packing: bool = False  # true: concatenate and chunk (no padding); false: one padded sentence per sequence
+    # true: batches of sentences of nearly equal length, each cut to its longest sentence (no step computes on
+    # padding); the model learns p(ℓ) of the window lengths and decodes each row in a window drawn from it
+    bucket_by_length: bool = False
     condition_column: str | None = None  # E2E-style meaning representations ("food[Italian], ..."): train a
     # conditional model for classifier-free guidance on their field=value pairs (null: unconditional)
 
@@ -177,10 +181,14 @@ class RunConfig:
             raise ValueError(f"diffusion.embedding_scale must be positive or null, got {d.embedding_scale}.")
         if not 0 <= d.min_timestep < d.num_steps:
             raise ValueError(f"diffusion.min_timestep must be in [0, diffusion.num_steps), got {d.min_timestep}.")
+        if d.output_prior and d.prediction_type != "logits":
+            raise ValueError("diffusion.output_prior needs diffusion.prediction_type: logits.")
         if d.mse_weight < 0:
             raise ValueError(f"diffusion.mse_weight must be non-negative, got {d.mse_weight}.")
         if tr.embedding_lr_scale <= 0:
             raise ValueError(f"training.embedding_lr_scale must be positive, got {tr.embedding_lr_scale}.")
+        if data.bucket_by_length and data.packing:
+            raise ValueError("data.bucket_by_length and data.packing exclude each other; set one of them to false.")
         if data.condition_column and data.packing:
             raise ValueError("data.condition_column needs one sentence per sequence; set data.packing: false.")
         if tr.init_from and not self.tokenizer.path:

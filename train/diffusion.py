@@ -23,7 +23,7 @@ import torch
 from transformers import GenerationConfig
 
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionConfig, TextDiffusionModel
-from textdiff.data import BatchOrder, frame_sequences, load_corpus, parse_mr
+from textdiff.data import BatchOrder, LengthBucketedOrder, frame_sequences, length_prior, load_corpus, parse_mr
 from train.common import (
     CheckpointManager,
     ExponentialMovingAverage,
@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> Path:
         if dist.rank == 0:
             tokenizer.save_pretrained(output_dir / "tokenizer")
     global_batch = train_cfg.micro_batch_size * train_cfg.gradient_accumulation_steps * dist.world_size
-    order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
+    # Bucketing by length: each batch holds sentences of nearly one length and is cut to its longest (framed
+    # lengths: the tokens before the padding), and the model learns the prior p(ℓ) over those windows.
+    train_lengths = (train_ids != tokenizer.pad_token_id).sum(1)  # (N,)
+    if run.data.bucket_by_length:
+        order = LengthBucketedOrder(train_lengths, global_batch, train_cfg.seed)
+    else:
+        order = BatchOrder(len(train_ids), global_batch, train_cfg.seed)
     logger.info(
         "Training on %d sequences of %d tokens; global batch %d.", len(train_ids), run.data.seq_len, global_batch
     )
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> Path:
         prediction_type=run.diffusion.prediction_type,
         embedding_scale=run.diffusion.embedding_scale,
         min_timestep=run.diffusion.min_timestep,
+        output_prior=run.diffusion.output_prior,
+        length_prior=length_prior(train_lengths, run.data.seq_len) if run.data.bucket_by_length else None,
         condition_labels=condition_labels,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -168,17 +176,30 @@ def main(argv: list[str] | None = None) -> Path:
 
     def micro_step(rows: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
         """The objective on the training rows `rows`; t and ε from a generator on the device, seeded by the step."""
+        width = int(train_lengths[rows].max()) if run.data.bucket_by_length else run.data.seq_len  # read on the host
         rows = rows.to(device, non_blocking=True)
         conditions = None if device_conditions is None else device_conditions[rows]  # (B, C)
         generator = torch.Generator(device=device).manual_seed(seed)
-        out = objective(engine, device_ids[rows], generator=generator, conditions=conditions)  # ids (B, L)
+        ids = device_ids[rows, :width]  # (B, L'), L' = the batch's longest sentence when bucketing
+        out = objective(engine, ids, generator=generator, conditions=conditions)
         return {"loss": out.loss, "mse": out.mse, "rounding": out.rounding, "prior": out.prior}
 
     def held_out() -> float:
-        return held_out_loss(engine, objective, eval_ids, train_cfg, device, eval_conditions)
+        return held_out_loss(
+            engine,
+            objective,
+            eval_ids,
+            train_cfg,
+            device,
+            eval_conditions,
+            tokenizer.pad_token_id,
+            run.data.bucket_by_length,
+        )
 
+    # Positions per sequence: the window, or when bucketing about the mean sentence (a batch's longest is a little more).
+    positions = float(train_lengths.float().mean()) if run.data.bucket_by_length else run.data.seq_len
     loop = TrainingLoop(
-        engine, ema, checkpoints, metrics, train_cfg, dist, order, run.data.seq_len, group_names=("embeddings",)
+        engine, ema, checkpoints, metrics, train_cfg, dist, order, positions, group_names=("embeddings",)
     )
     loop.run(start_step, micro_step, held_out if eval_ids is not None else None)
 
@@ -237,17 +258,35 @@ def initialise_from(model: TextDiffusionModel, directory: Path) -> None:
 
 @torch.no_grad()
 def held_out_loss(
-    engine, objective: DiffusionLMLoss, eval_ids: torch.Tensor, train_cfg, device, conditions=None
+    engine,
+    objective: DiffusionLMLoss,
+    eval_ids: torch.Tensor,
+    train_cfg,
+    device,
+    conditions=None,
+    pad_token_id: int = 0,
+    bucket_by_length: bool = False,
 ) -> float:
-    """Mean objective on the first eval_batches held-out batches, with fixed t and noise across evaluations."""
+    """Mean objective on the first eval_batches held-out batches, with fixed t and noise across evaluations (with
+    bucketing: those sentences sorted by length, each batch cut to its longest, as in training)."""
     engine.eval()
     generator = torch.Generator().manual_seed(train_cfg.seed)
     size, count = train_cfg.micro_batch_size, train_cfg.eval_batches * train_cfg.micro_batch_size
+    eval_ids = eval_ids[:count]
+    lengths = (eval_ids != pad_token_id).sum(1)  # (N,)
+    if bucket_by_length:
+        order = torch.sort(lengths, stable=True).indices
+        eval_ids, lengths = eval_ids[order], lengths[order]
+        conditions = None if conditions is None else conditions[order]
     losses = []
-    for start in range(0, min(count, len(eval_ids)), size):
+    for start in range(0, len(eval_ids), size):
         batch_conditions = None if conditions is None else conditions[start : start + size].to(device)
+        width = int(lengths[start : start + size].max()) if bucket_by_length else eval_ids.shape[1]
         out = objective(
-            engine, eval_ids[start : start + size].to(device), generator=generator, conditions=batch_conditions
+            engine,
+            eval_ids[start : start + size, :width].to(device),
+            generator=generator,
+            conditions=batch_conditions,
         )
         losses.append(out.loss.item())
     engine.train()

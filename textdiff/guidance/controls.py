@@ -56,6 +56,11 @@ class Control(ABC):
         """This control as one row of its classifier's batched target (see `LatentClassifier.log_prob`)."""
         raise NotImplementedError(f"{type(self).__name__} needs no classifier.")
 
+    def window(self) -> tuple[int, bool]:
+        """(ℓ, exact): the positions [START] … [END] the text needs under this target, and whether that is its
+        length exactly (else a minimum). A model with a length prior decodes each row in a window of ℓ positions."""
+        return 2, False
+
 
 @dataclass(frozen=True)
 class FieldValue(Control):
@@ -114,6 +119,9 @@ class PartsOfSpeech(Control):
             if unknown:
                 raise ValueError(f"Unknown tags {unknown}; use UPOS or one of {config.labels}.")
 
+    def window(self) -> tuple[int, bool]:
+        return len(self.tags) + 2, True
+
     def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
         labels = ["START", *self.universal(), "END"] + ["PAD"] * (length - len(self.tags) - 2)
         return torch.tensor([config.labels.index(label) for label in labels])  # (L,)
@@ -143,6 +151,9 @@ class Spans(Control):
             if config is not None and (label not in config.labels or label == config.labels[0]):
                 raise ValueError(f"Unknown span label {label!r}; the classifier knows {config.labels[1:]}.")
 
+    def window(self) -> tuple[int, bool]:
+        return max(end for _, end, _ in self.spans) + 3, False
+
     def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
         return torch.tensor([[a + 1, b + 1, config.labels.index(label)] for a, b, label in self.spans])  # (S, 3)
 
@@ -161,6 +172,9 @@ class Length(Control):
                 f"Length({self.num_words}) is impossible with {max_length} positions (START and END take two); "
                 f"ask for at most {max_length - 2} words or raise max_length."
             )
+
+    def window(self) -> tuple[int, bool]:
+        return self.num_words + 2, True
 
     def known_tokens(self, length: int, bos: int, eos: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
         """((L,) ids, (L,) bool known): START at 0, END at num_words + 1, PAD after; the words are free."""
