@@ -33,6 +33,8 @@ COMBINED = {**CLASSIFY, **EMBEDDING_LR, **FLOOR}  # the default after the first 
 BUCKETS = {"data.bucket_by_length": True}
 NO_DROPOUT = {"model.dropout": 0.0}
 OUTPUT_PRIOR = {"diffusion.output_prior": True}
+LR2 = {"training.learning_rate": 2e-3}
+TUNED = {**COMBINED, **NO_DROPOUT, **BUCKETS, **LR2}
 ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "paper": ("paper's recipe", {}),
     "classify": ("+ x0 by classification (embeddings of norm √d)", CLASSIFY),
@@ -43,10 +45,13 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "combined-selfcond": ("combined + self-conditioning", {**COMBINED, **SELF_CONDITIONING}),
     "bucket": ("combined + length buckets", {**COMBINED, **BUCKETS}),
     "nodrop": ("combined + no dropout", {**COMBINED, **NO_DROPOUT}),
-    "lr2": ("combined + lr 2e-3", {**COMBINED, "training.learning_rate": 2e-3}),
+    "lr2": ("combined + lr 2e-3", {**COMBINED, **LR2}),
     "nodrop-bucket": ("combined + no dropout + length buckets", {**COMBINED, **NO_DROPOUT, **BUCKETS}),
-    "nodrop-prior": ("combined + no dropout + output prior", {**COMBINED, **NO_DROPOUT, **OUTPUT_PRIOR}),
-    "nodrop-selfcond": ("combined + no dropout + self-conditioning", {**COMBINED, **NO_DROPOUT, **SELF_CONDITIONING}),
+    "tuned": ("combined + no dropout + length buckets + lr 2e-3", TUNED),
+    "tuned-prior": ("tuned + output prior", {**TUNED, **OUTPUT_PRIOR}),
+    "tuned-selfcond": ("tuned + self-conditioning", {**TUNED, **SELF_CONDITIONING}),
+    "tuned-lr4": ("tuned with lr 4e-3", {**TUNED, "training.learning_rate": 4e-3}),
+    "tuned-prior-selfcond": ("tuned + output prior + self-conditioning", {**TUNED, **OUTPUT_PRIOR, **SELF_CONDITIONING}),
 }
 
 

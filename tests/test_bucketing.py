@@ -12,7 +12,7 @@ from eval.likelihood import sequence_bound
 from tests.conftest import tiny_config
 from textdiff import TextDiffusionModel
 from textdiff.data import BatchOrder, LengthBucketedOrder, length_prior
-from textdiff.guidance import Length, PartsOfSpeech
+from textdiff.guidance import Length, PartsOfSpeech, Spans
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -94,6 +94,8 @@ def test_bound_of_a_prior_model_adds_the_window_and_ignores_the_padding():
     assert torch.isfinite(parts["diffusion"]).all() and (parts["reconstruction"] > 0).all()
 
 
-def test_parts_of_speech_fix_the_window():
+def test_controls_fix_or_bound_the_window():
     assert PartsOfSpeech(["DET", "NOUN", "VERB"]).window() == (5, True)
     assert Length(4).window() == (6, True)
+    assert Spans([(0, 5, "S"), (0, 1, "NP")]).window() == (8, True)  # a root span: six words exactly
+    assert Spans([(2, 4, "PP")]).window() == (7, False)  # at least five words

@@ -14,12 +14,15 @@ def test_shipped_configs_load():
     assert tiny.model.embedding_dim == 16 and tiny.diffusion.schedule == "sqrt"
     assert tiny.training.max_minutes is None and tiny.training.max_steps == 2000  # defined by steps, not minutes
     assert tiny.diffusion.prediction_type == "logits" and tiny.diffusion.embedding_scale == 4.0
+    assert tiny.data.bucket_by_length and tiny.model.dropout == 0.0
+    hour = RunConfig.from_yaml("configs/e2e-cpu-hour.yaml")
+    assert hour.training.max_minutes is None and hour.training.max_steps == 16_000 and hour.data.bucket_by_length
     baseline = RunConfig.from_yaml("configs/e2e-paper-recipe.yaml")
     assert baseline.diffusion.prediction_type == "x0" and baseline.diffusion.embedding_scale is None
     assert baseline.training.max_steps == tiny.training.max_steps and baseline.diffusion.min_timestep == 0
     paper = RunConfig.from_yaml("configs/e2e.yaml")
     assert paper.model.hidden_size == 768 and paper.training.max_steps == 200_000
-    assert paper.diffusion.prediction_type == "logits"  # the GPU config uses the chosen recipe
+    assert paper.diffusion.prediction_type == "logits" and paper.data.bucket_by_length  # the chosen recipe
     RunConfig.from_yaml("configs/e2e-teacher.yaml")
 
 
@@ -42,6 +45,8 @@ def test_yaml_scientific_floats_and_overrides(tmp_path):
         ("", ["max_steps=3"], "section.key=value"),
         ("model: [\n", [], "not valid YAML"),
         ("diffusion:\n  prediction_type: eps\n", [], "diffusion.prediction_type"),
+        ("data:\n  packing: true\n  bucket_by_length: true\n", [], "exclude each other"),
+        ("diffusion:\n  output_prior: true\n", [], "diffusion.output_prior needs"),
         ("diffusion:\n  num_steps: 100\n  min_timestep: 100\n", [], "diffusion.min_timestep"),
         ("diffusion:\n  embedding_scale: -1\n", [], "diffusion.embedding_scale"),
         ("training:\n  embedding_lr_scale: 0\n", [], "training.embedding_lr_scale"),

@@ -152,7 +152,9 @@ class Spans(Control):
                 raise ValueError(f"Unknown span label {label!r}; the classifier knows {config.labels[1:]}.")
 
     def window(self) -> tuple[int, bool]:
-        return max(end for _, end, _ in self.spans) + 3, False
+        """A span over words 0 … n − 1 that holds every other span is the sentence's root: exactly n words."""
+        last = max(end for _, end, _ in self.spans)
+        return last + 3, any(start == 0 and end == last for start, end, _ in self.spans)
 
     def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
         return torch.tensor([[a + 1, b + 1, config.labels.index(label)] for a, b, label in self.spans])  # (S, 3)
