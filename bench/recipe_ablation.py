@@ -51,6 +51,10 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "tuned-prior": ("tuned + output prior", {**TUNED, **OUTPUT_PRIOR}),
     "tuned-selfcond": ("tuned + self-conditioning", {**TUNED, **SELF_CONDITIONING}),
     "tuned-lr4": ("tuned with lr 4e-3", {**TUNED, "training.learning_rate": 4e-3}),
+    "hour": (  # with --steps 16000: configs/e2e-cpu-hour.yaml
+        "tuned, 16,000 steps (≈ 60 one-thread minutes)",
+        {**TUNED, "training.warmup_steps": 500, "training.ema_decay": 0.9995},
+    ),
     "tuned-prior-selfcond": ("tuned + output prior + self-conditioning", {**TUNED, **OUTPUT_PRIOR, **SELF_CONDITIONING}),
 }
 
