@@ -51,6 +51,11 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "tuned-prior": ("tuned + output prior", {**TUNED, **OUTPUT_PRIOR}),
     "tuned-selfcond": ("tuned + self-conditioning", {**TUNED, **SELF_CONDITIONING}),
     "tuned-lr4": ("tuned with lr 4e-3", {**TUNED, "training.learning_rate": 4e-3}),
+    "tuned-floor200": ("tuned with the noise floor at t = 200", {**TUNED, "diffusion.min_timestep": 200}),
+    "tuned-d32": (
+        "tuned with embeddings of d = 32 (norm √32)",
+        {**TUNED, "model.embedding_dim": 32, "diffusion.embedding_scale": 32**0.5},
+    ),
     "hour": (  # with --steps 16000: configs/e2e-cpu-hour.yaml
         "tuned, 16,000 steps (≈ 60 one-thread minutes)",
         {**TUNED, "training.warmup_steps": 500, "training.ema_decay": 0.9995},
