@@ -60,7 +60,10 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
         "tuned, 16,000 steps (≈ 60 one-thread minutes)",
         {**TUNED, "training.warmup_steps": 500, "training.ema_decay": 0.9995},
     ),
-    "tuned-prior-selfcond": ("tuned + output prior + self-conditioning", {**TUNED, **OUTPUT_PRIOR, **SELF_CONDITIONING}),
+    "tuned-prior-selfcond": (
+        "tuned + output prior + self-conditioning",
+        {**TUNED, **OUTPUT_PRIOR, **SELF_CONDITIONING},
+    ),
 }
 
 
