@@ -167,17 +167,10 @@ def generate(
     # [PAD], known and masked out of attention, so the denoiser sees exactly the windows it was trained on.
     attention_mask = None
     if config.length_prior is not None:
+        prompt_length = None if input_ids is None or infill_mask is not None else torch.as_tensor(input_ids).shape[-1]
+        infilled = None if infill_mask is None else ~(known & (known_ids == config.pad_token_id))
         windows = _draw_windows(
-            config.length_prior,
-            controls,
-            input_ids,
-            infill_mask,
-            known,
-            known_ids,
-            num_return_sequences,
-            max_length,
-            generator,
-            config.pad_token_id,
+            config.length_prior, plan.rows, prompt_length, infilled, num_return_sequences, max_length, generator
         )  # (B,)
         if known is None and not plan.targets:  # nothing else needs the full width: decode the longest window only
             max_length = int(windows.max())
@@ -291,6 +284,7 @@ class _ControlPlan:
         words_only: (B, L) free positions of the rows with a `Length`, where only words may be written, or None.
         classifiers / targets: The classifiers and batched targets of classifier guidance (empty: none).
         conditions: (B, C) conditions of classifier-free guidance, or None.
+        rows: Each row's controls (B lists), or None without controls.
     """
 
     known: torch.Tensor | None = None
@@ -299,6 +293,7 @@ class _ControlPlan:
     classifiers: dict[str, LatentClassifier] = field(default_factory=dict)
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
     conditions: torch.Tensor | None = None
+    rows: list[list[Control]] | None = None
 
 
 def _plan_controls(
@@ -320,7 +315,7 @@ def _plan_controls(
     plan = _ControlPlan()
     if controls is None:
         return plan
-    rows = _rows_of_controls(controls, batch)
+    rows = plan.rows = _rows_of_controls(controls, batch)
     if cfg_scale is not None:  # field values become the model's own conditions
         plan.conditions = _condition_rows(rows, config.condition_labels)
         rows = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
@@ -346,29 +341,25 @@ def _plan_controls(
 
 def _draw_windows(
     prior: list[float],
-    controls: list | None,
-    input_ids: torch.Tensor | None,
-    infill_mask: torch.Tensor | None,
-    known: torch.Tensor | None,
-    known_ids: torch.Tensor | None,
+    rows: list[list[Control]] | None,
+    prompt_length: int | None,
+    infilled: torch.Tensor | None,
     batch: int,
     length: int,
     generator: torch.Generator | None,
-    pad_token_id: int,
 ) -> torch.Tensor:
-    """(B,) window lengths ℓ: fixed by an infilling request (up to its last position that is not a known [PAD]),
-    by a `Length` or `PartsOfSpeech` control, else drawn from the prior over [minimum, length], where the minimum
-    comes from the prompt (its tokens and one more) or the controls (`Control.window`)."""
+    """(B,) window lengths ℓ: fixed by an infilling request (up to its last position that is not a known [PAD]:
+    `infilled`, (B, L)), by the controls where `Control.window` says exact, else drawn from the prior over
+    [minimum, length], the minimum from the prompt (its tokens and one more) or the controls."""
     minimum = torch.full((batch,), 2, dtype=torch.long)
     exact = torch.zeros(batch, dtype=torch.long)  # 0: not fixed
-    if infill_mask is not None:
-        free = ~(known & (known_ids == pad_token_id))  # (B, L): positions that are not padding to keep
-        last = torch.where(free, torch.arange(length), -1).amax(-1)
+    if infilled is not None:
+        last = torch.where(infilled, torch.arange(length), -1).amax(-1)
         exact = (last + 1).clamp(min=2)
-    elif input_ids is not None:
-        minimum[:] = torch.as_tensor(input_ids).shape[-1] + 1
-    if controls is not None:
-        for i, row in enumerate(_rows_of_controls(controls, batch)):
+    elif prompt_length is not None:
+        minimum[:] = prompt_length + 1
+    if rows is not None:
+        for i, row in enumerate(rows):
             for control in row:
                 need, fixed = control.window()
                 if fixed:

@@ -163,18 +163,19 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
 
     # --- words <-> latents -------------------------------------------------------------------------------------
 
-    def embedding_table(self) -> torch.Tensor:
-        """E (V, d): the word embeddings, each row renormalised to `embedding_scale` when the config sets one."""
-        table = self.word_embeddings.weight
+    def _scaled(self, rows: torch.Tensor) -> torch.Tensor:
+        """Embedding rows (..., d), each renormalised to `embedding_scale` when the config sets one."""
         if self.config.embedding_scale is None:
-            return table
-        return self.config.embedding_scale * F.normalize(table, dim=-1)
+            return rows
+        return self.config.embedding_scale * F.normalize(rows, dim=-1)
+
+    def embedding_table(self) -> torch.Tensor:
+        """E (V, d): the word embeddings as the model uses them (`_scaled`)."""
+        return self._scaled(self.word_embeddings.weight)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """EMB(w): (B, L) token ids -> (B, L, d) latents."""
-        if self.config.embedding_scale is None:
-            return self.word_embeddings(input_ids)
-        return self.config.embedding_scale * F.normalize(self.word_embeddings(input_ids), dim=-1)
+        return self._scaled(self.word_embeddings(input_ids))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Rounding logits x · Eᵀ: (B, L, d) -> (B, L, V). Trained with cross-entropy (the paper's L_round)."""
