@@ -60,6 +60,22 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
         "tuned, 16,000 steps (≈ 60 one-thread minutes)",
         {**TUNED, "training.warmup_steps": 500, "training.ema_decay": 0.9995},
     ),
+    # Equal one-thread time (≈ 2,000 steps of the 4 × 128 model, measured per step by bench/…): smaller and
+    # shallower models take more steps; and the same model with twice the steps (two processes).
+    "tuned-4k": ("tuned, 4,000 steps (2x compute)", {**TUNED, "training.max_steps": 4000}),
+    "tuned-l2": (
+        "tuned, 2 layers, 3,550 steps (equal time)",
+        {**TUNED, "model.num_hidden_layers": 2, "training.max_steps": 3550},
+    ),
+    "tuned-h96": (
+        "tuned, width 96, 2,900 steps (equal time)",
+        {**TUNED, "model.hidden_size": 96, "training.max_steps": 2900},
+    ),
+    "tuned-b32": (
+        "tuned, batch 32, 4,000 steps (equal time)",
+        {**TUNED, "training.micro_batch_size": 32, "training.max_steps": 4000},
+    ),
+    "tuned-warp": ("tuned + time warping (CDCD)", {**TUNED, "diffusion.time_warping": True}),
     "tuned-prior-selfcond": (
         "tuned + output prior + self-conditioning",
         {**TUNED, **OUTPUT_PRIOR, **SELF_CONDITIONING},
@@ -72,19 +88,18 @@ def train(key: str, args: argparse.Namespace) -> Path:
     out = args.output / key
     out.mkdir(parents=True, exist_ok=True)
     log = out / "train.log"
-    overrides = ROWS[key][1]
     settings = {
-        **overrides,
         "training.max_steps": args.steps,
         "training.max_minutes": None,
         "training.threads": args.threads,
         "training.output_dir": str(out),
         "training.num_samples": 0,
         "training.checkpoint_every": 0,
+        **ROWS[key][1],  # a row may fix its own steps (equal time for a faster model)
     }
     command = [sys.executable, "train/diffusion.py", "--config", args.config]
-    for key, value in settings.items():
-        command += ["--set", f"{key}={'null' if value is None else json.dumps(value)}"]
+    for name, value in settings.items():
+        command += ["--set", f"{name}={'null' if value is None else json.dumps(value)}"]
     with log.open("w") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()

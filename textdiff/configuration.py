@@ -46,6 +46,9 @@ class TextDiffusionConfig(PretrainedConfig):
         output_prior: For a model that classifies: add to its logits the log-likelihood of x_t under each word,
             log N(x_t; √ᾱ_t e_w, (1 − ᾱ_t) I) = (√ᾱ_t x_t·e_w − ᾱ_t ‖e_w‖² / 2) / (1 − ᾱ_t) + const, so that the
             network learns only what the context adds to what the noisy latent already says (Plaid's output prior).
+        time_warping: Whether training draws t from a CDF fitted to the denoiser's cross-entropy over noise levels,
+            and decoding walks the same warped timesteps (CDCD's time warping; `textdiff.time_warping`). The fit
+            is part of the model's state (buffers of `model.time_warping`).
         length_prior: For a model trained on length buckets (`data.bucket_by_length`): p(ℓ) for ℓ = 0 …
             max_position_embeddings, the probability that a sentence fills a window of ℓ positions ([START] … [END]).
             Such a model never sees long runs of padding; generation draws each row's ℓ from this prior and
@@ -82,6 +85,7 @@ class TextDiffusionConfig(PretrainedConfig):
         embedding_scale: float | None = None,
         min_timestep: int = 0,
         output_prior: bool = False,
+        time_warping: bool = False,
         length_prior: list[float] | None = None,
         condition_labels: list[str] | None = None,
         pad_token_id: int | None = 0,
@@ -109,6 +113,7 @@ class TextDiffusionConfig(PretrainedConfig):
         self.embedding_scale = embedding_scale
         self.min_timestep = min_timestep
         self.output_prior = output_prior
+        self.time_warping = time_warping
         self.length_prior = [float(p) for p in length_prior] if length_prior is not None else None
         self.condition_labels = list(condition_labels) if condition_labels else None
         self.unk_token_id = unk_token_id
@@ -158,6 +163,11 @@ class TextDiffusionConfig(PretrainedConfig):
             raise ValueError(
                 f"TextDiffusionConfig.min_timestep must be an integer in [0, num_diffusion_steps="
                 f"{self.num_diffusion_steps}), got {self.min_timestep!r}."
+            )
+        if self.time_warping and self.prediction_type != "logits":
+            raise ValueError(
+                "TextDiffusionConfig.time_warping fits the denoiser's cross-entropy of the clean words over noise "
+                "levels, which only a classifying denoiser has; set prediction_type='logits' or time_warping=False."
             )
         if self.output_prior and self.prediction_type != "logits":
             raise ValueError(

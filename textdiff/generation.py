@@ -186,7 +186,7 @@ def generate(
         reverse = sampler
     else:
         reverse = SAMPLERS[sampler](NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps))
-    reverse.set_timesteps(num_inference_steps, config.min_timestep)
+    reverse.set_timesteps(num_inference_steps, config.min_timestep, model.time_warping)
     parameter = model.word_embeddings.weight
     shape = (num_return_sequences, max_length, config.embedding_dim)
 

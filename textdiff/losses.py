@@ -18,7 +18,9 @@ clean words, L = CE(f(x_t, t), w) (+ an optional weight on ‖x̂0 − x0‖²);
 norm (`embedding_scale`), which is what keeps them from collapsing.
 
 Either way t may be drawn evenly spread over the batch (t_i from the i-th of B equal strata of [t_min, T)), which
-lowers the variance of the batch's loss at no cost (CDCD, Plaid), and never below the model's `min_timestep`.
+lowers the variance of the batch's loss at no cost (CDCD, Plaid), and never below the model's `min_timestep`. For
+a model with time warping (`config.time_warping`), t = F⁻¹(u) with F fitted to the cross-entropy of the training
+batches so far (`textdiff.time_warping`; the loss updates the fit on every training batch, not in eval mode).
 """
 
 from __future__ import annotations
@@ -115,12 +117,17 @@ class DiffusionLMLoss:
         std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), zeros, x0_mean)
         x0 = x0_mean + std0 * randn_like(x0_mean, generator)
 
-        # 2. x_t ~ q(x_t | x0) at t ~ U{t_min, …, T−1}, independently or evenly spread over the batch.
+        # 2. x_t ~ q(x_t | x0) at t ~ U{t_min, …, T−1}, independently or evenly spread over the batch; or, for a
+        # model with time warping, t = F⁻¹(u) from the warping's fit (CDCD).
         u = torch.rand(batch, generator=generator, device=_device(generator, device))
         if self.stratified_timesteps:
             u = (torch.arange(batch, device=u.device) + u) / batch
-        t_min = core.config.min_timestep
-        t = (t_min + (u * (schedule.num_steps - t_min)).long()).clamp(max=schedule.num_steps - 1)
+        warping = core.time_warping
+        if warping is not None:
+            t = warping.sample(u)
+        else:
+            t_min = core.config.min_timestep
+            t = (t_min + (u * (schedule.num_steps - t_min)).long()).clamp(max=schedule.num_steps - 1)
         t = t.to(device, non_blocking=True)
         x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
 
@@ -149,6 +156,8 @@ class DiffusionLMLoss:
         mse_t0 = ((pred_x0 - x0_mean) ** 2).mean(dim=(1, 2))
         mse = torch.where(t == 0, mse_t0, mse)
         rounding = F.cross_entropy(logits.transpose(1, 2), input_ids, reduction="none").mean(dim=1)  # (B,)
+        if warping is not None and core.training:  # the fit follows the training batches only
+            warping.update(t, rounding)
         last = torch.full((batch,), schedule.num_steps - 1, dtype=torch.long, device=device)
         prior = ((schedule.gather(schedule.alphas_cumprod.sqrt(), last, x0) * x0) ** 2).mean(dim=(1, 2))
         loss = rounding + self.mse_weight * mse if classifies else mse + rounding + prior

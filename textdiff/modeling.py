@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration import TextDiffusionConfig
+from .time_warping import TimeWarping
 
 if TYPE_CHECKING:
     from .generation import GenerationOutput
@@ -159,6 +160,11 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
             self.output_logits = nn.Linear(hidden, config.vocab_size)
         else:  # regress the clean latent (Diffusion-LM)
             self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        # What training learned about where the noise levels are informative (CDCD): fitted by the loss, used by
+        # the loss to draw t and by `generate` to choose its timesteps.
+        self.time_warping = (
+            TimeWarping(config.num_diffusion_steps, config.min_timestep) if config.time_warping else None
+        )
         self.post_init()
 
     # --- words <-> latents -------------------------------------------------------------------------------------

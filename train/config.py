@@ -46,6 +46,7 @@ class DiffusionSection:
     min_timestep: int = 0  # never train (or decode) below this step: there rounding already recovers the word
     stratified_timesteps: bool = False  # draw a batch's t evenly spread over [min_timestep, T), not independently
     mse_weight: float = 0.0  # prediction_type logits: weight of ‖x̂0 − x0‖² beside the cross-entropy
+    time_warping: bool = False  # draw t from a CDF fitted to the cross-entropy over noise levels; decode on it (CDCD)
     output_prior: bool = False  # prediction_type logits: add log N(x_t; √ᾱ e_w, (1 − ᾱ) I) to the logits (Plaid)
 
 

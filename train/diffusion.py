@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> Path:
         embedding_scale=run.diffusion.embedding_scale,
         min_timestep=run.diffusion.min_timestep,
         output_prior=run.diffusion.output_prior,
+        time_warping=run.diffusion.time_warping,
         length_prior=length_prior(train_lengths, run.data.seq_len) if run.data.bucket_by_length else None,
         condition_labels=condition_labels,
         pad_token_id=tokenizer.pad_token_id,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..schedules import NoiseSchedule
+from ..time_warping import TimeWarping
 
 
 @dataclass
@@ -43,9 +44,12 @@ class Sampler(ABC):
         self.schedule = schedule
         self.timesteps = torch.arange(schedule.num_steps - 1, -1, -1)
 
-    def set_timesteps(self, num_inference_steps: int, min_timestep: int = 0) -> None:
-        """Choose `num_inference_steps` training timesteps, evenly spaced from T−1 down to `min_timestep` (respacing;
-        a model trained only from its `min_timestep` up is decoded on the steps it was trained on)."""
+    def set_timesteps(
+        self, num_inference_steps: int, min_timestep: int = 0, warping: TimeWarping | None = None
+    ) -> None:
+        """Choose `num_inference_steps` training timesteps from T−1 down to `min_timestep` (a model trained only
+        from its `min_timestep` up is decoded on the steps it was trained on): evenly spaced (respacing), or, for a
+        model trained with time warping, F⁻¹ of evenly spaced levels (`TimeWarping.timesteps`)."""
         total = self.schedule.num_steps
         if not 0 <= min_timestep < total:
             raise ValueError(f"min_timestep must be in [0, {total}), got {min_timestep}.")
@@ -54,6 +58,14 @@ class Sampler(ABC):
                 f"num_inference_steps must be between 1 and the {total - min_timestep} training steps from "
                 f"{min_timestep} to {total - 1}, got {num_inference_steps}."
             )
+        if warping is not None:
+            if (warping.num_steps, warping.min_timestep) != (total, min_timestep):
+                raise ValueError(
+                    f"The time warping covers [{warping.min_timestep}, {warping.num_steps}), the sampler "
+                    f"[{min_timestep}, {total}); pass the warping of the model the sampler decodes."
+                )
+            self.timesteps = warping.timesteps(num_inference_steps)  # descending
+            return
         spaced = torch.linspace(min_timestep, total - 1, num_inference_steps, dtype=torch.float64).round().long()
         self.timesteps = spaced.flip(0)  # descending: T−1, …, 0
 

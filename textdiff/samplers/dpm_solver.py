@@ -16,6 +16,7 @@ import math
 import torch
 
 from ..schedules import NoiseSchedule
+from ..time_warping import TimeWarping
 from .base import Sampler, SamplerOutput
 
 
@@ -26,8 +27,10 @@ class DPMSolverSampler(Sampler):
         super().__init__(schedule)
         self._previous: tuple[float, torch.Tensor] | None = None  # (λ_t', x̂0_t') of the step before
 
-    def set_timesteps(self, num_inference_steps: int, min_timestep: int = 0) -> None:
-        super().set_timesteps(num_inference_steps, min_timestep)
+    def set_timesteps(
+        self, num_inference_steps: int, min_timestep: int = 0, warping: TimeWarping | None = None
+    ) -> None:
+        super().set_timesteps(num_inference_steps, min_timestep, warping)
         self._previous = None
 
     def _lambda(self, t: int) -> float:
