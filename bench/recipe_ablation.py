@@ -75,6 +75,40 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
         "tuned, batch 32, 4,000 steps (equal time)",
         {**TUNED, "training.micro_batch_size": 32, "training.max_steps": 4000},
     ),
+    "tuned-h64": (
+        "tuned, width 64, 4,170 steps (equal time)",
+        {**TUNED, "model.hidden_size": 64, "training.max_steps": 4170},
+    ),
+    "tuned-h64-b32": (
+        "tuned, width 64, batch 32, 7,290 steps (equal time)",
+        {**TUNED, "model.hidden_size": 64, "training.micro_batch_size": 32, "training.max_steps": 7290},
+    ),
+    "tuned-h48": (
+        "tuned, width 48, 4,890 steps (equal time)",
+        {**TUNED, "model.hidden_size": 48, "training.max_steps": 4890},
+    ),
+    "tuned-h64-l6": (
+        "tuned, width 64, 6 layers, 2,770 steps (equal time)",
+        {**TUNED, "model.hidden_size": 64, "model.num_hidden_layers": 6, "training.max_steps": 2770},
+    ),
+    "tuned-h64-lr4": (
+        "tuned, width 64, lr 4e-3, 4,170 steps (equal time)",
+        {**TUNED, "model.hidden_size": 64, "training.learning_rate": 4e-3, "training.max_steps": 4170},
+    ),
+    "tuned-h64-b16": (
+        "tuned, width 64, batch 16, 12,200 steps (equal time)",
+        {**TUNED, "model.hidden_size": 64, "training.micro_batch_size": 16, "training.max_steps": 12200},
+    ),
+    "tuned-h64-l6-b32": (
+        "tuned, width 64, 6 layers, batch 32, 5,700 steps (equal time)",
+        {
+            **TUNED,
+            "model.hidden_size": 64,
+            "model.num_hidden_layers": 6,
+            "training.micro_batch_size": 32,
+            "training.max_steps": 5700,
+        },
+    ),
     "tuned-warp": ("tuned + time warping (CDCD)", {**TUNED, "diffusion.time_warping": True}),
     "tuned-prior-selfcond": (
         "tuned + output prior + self-conditioning",
