@@ -109,6 +109,34 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
             "training.max_steps": 5700,
         },
     ),
+    "tuned-h64-b32-lr4": (
+        "tuned, width 64, batch 32, lr 4e-3, 7,290 steps (equal time)",
+        {
+            **TUNED,
+            "model.hidden_size": 64,
+            "training.micro_batch_size": 32,
+            "training.learning_rate": 4e-3,
+            "training.max_steps": 7290,
+        },
+    ),
+    "tuned-h64-lr8": (
+        "tuned, width 64, lr 8e-3, 4,170 steps (equal time)",
+        {**TUNED, "model.hidden_size": 64, "training.learning_rate": 8e-3, "training.max_steps": 4170},
+    ),
+    "tuned-h64-lr4-selfcond": (
+        "tuned, width 64, lr 4e-3, self-conditioning, 3,560 steps (equal time)",
+        {
+            **TUNED,
+            **SELF_CONDITIONING,
+            "model.hidden_size": 64,
+            "training.learning_rate": 4e-3,
+            "training.max_steps": 3560,
+        },
+    ),
+    "default": (  # configs/e2e-tiny.yaml, the README's main job (fits its five minutes on the dev machine)
+        "the new default: width 64, lr 4e-3, 3,200 steps",
+        {**TUNED, "model.hidden_size": 64, "training.learning_rate": 4e-3, "training.max_steps": 3200},
+    ),
     "tuned-warp": ("tuned + time warping (CDCD)", {**TUNED, "diffusion.time_warping": True}),
     "tuned-prior-selfcond": (
         "tuned + output prior + self-conditioning",
