@@ -160,14 +160,12 @@ def run_control_evaluation(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate guided decoding on one target file against the unguided model (see the module docstring)."""
-    from transformers import AutoModelForCausalLM
-
-    from eval.fluency import teacher_score
+    from eval.fluency import load_causal_lm, teacher_score
     from textdiff.loading import load_pretrained
 
     task = task_of(targets_path)
     model, tokenizer = load_pretrained(model_dir)
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
+    teacher = load_causal_lm(teacher_dir, "--teacher")
     if task == "length":
         pos_file = Path(__file__).resolve().parents[1] / "data" / "control_targets" / "target_pos.json"
         targets = length_targets(pos_file)

@@ -9,10 +9,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def load_causal_lm(directory: str, flag: str = "--teacher") -> PreTrainedModel:
+    """The autoregressive teacher (or baseline) in `directory`, in eval mode.
+
+    Raises:
+        ValueError: a local directory without config.json, or one that holds a model that is not a causal LM
+            (e.g. a diffusion model's directory passed as the teacher), named with the flag it came from.
+    """
+    import textdiff  # noqa: F401  (registers the textdiff config, so that its model_type can be named)
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = Path(directory)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"{flag} {directory}: no config.json there; pass the model directory a teacher run exported "
+                "(`textdiff train-teacher` writes OUTPUT/model)."
+            )
+        model_type = AutoConfig.from_pretrained(directory).model_type
+        if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            raise ValueError(
+                f"{flag} {directory} holds a {model_type!r} model, not a causal language model; the {flag[2:]} "
+                "must be an autoregressive LM with the same vocabulary, e.g. from `textdiff train-teacher "
+                "--config C --tokenizer MODEL` (its OUTPUT/model)."
+            )
+    return AutoModelForCausalLM.from_pretrained(directory).eval()
 
 
 @dataclass

@@ -84,18 +84,18 @@ def run_evaluation(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate and return the report (see the module docstring)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     import textdiff  # noqa: F401  (registers the Auto classes)
-    from eval.fluency import sample_autoregressive, score_framed, teacher_score
+    from eval.fluency import load_causal_lm, sample_autoregressive, score_framed, teacher_score
     from eval.likelihood import likelihood_bound
     from textdiff.data import frame_sequences, load_corpus
     from textdiff.loading import load_pretrained
 
     model, tokenizer = load_pretrained(model_dir)
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
+    teacher = load_causal_lm(teacher_dir, "--teacher")
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    baseline = AutoModelForCausalLM.from_pretrained(baseline_dir).eval() if baseline_dir else teacher
+    baseline = load_causal_lm(baseline_dir, "--baseline") if baseline_dir else teacher
     if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ValueError(
             f"The teacher in {teacher_dir} uses another vocabulary than the model in {model_dir}; train it with "

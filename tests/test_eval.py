@@ -121,3 +121,14 @@ def test_likelihood_bound_is_finite_and_lower_on_corpus_text_than_random_tokens(
     assert corpus_bound.nats_per_token < random_bound.nats_per_token
     assert set(corpus_bound.by_decoder_step) == {0, 20, 50}
     assert corpus_bound.nats_per_token == min(v[0] for v in corpus_bound.by_decoder_step.values())
+
+
+def test_a_teacher_that_is_not_a_causal_lm_is_one_clear_error(tmp_path, tiny_model):
+    from eval.fluency import load_causal_lm
+
+    tiny_model.save_pretrained(tmp_path / "diffusion")
+    with pytest.raises(ValueError, match=r"--teacher .*diffusion holds a 'textdiff' model, not a causal language"):
+        load_causal_lm(str(tmp_path / "diffusion"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="--baseline .*empty: no config.json"):
+        load_causal_lm(str(tmp_path / "empty"), "--baseline")
