@@ -4,14 +4,13 @@ floor with stratified timesteps, and the embeddings' own learning rate."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 
 import textdiff
 from tests.conftest import tiny_config
-from tests.test_training import TINY_RUN, run
+from tests.test_training import TINY_RUN, run, training_command
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionModel
 from textdiff.samplers import DDPMSampler
 
@@ -114,10 +113,7 @@ def test_the_new_recipe_trains_exports_and_decodes_end_to_end(tmp_path, module_c
         "training.embedding_lr_scale": 10.0,
         "data.bucket_by_length": True,
     }
-    command = [sys.executable, "train/diffusion.py", "--config", str(config)]
-    for key, value in settings.items():
-        command += ["--set", f"{key}={json.dumps(value)}"]
-    run(command)
+    run(training_command(config, settings))
     model, tokenizer = textdiff.load_pretrained(str(tmp_path / "run" / "model"))
     assert model.config.prediction_type == "logits" and model.config.min_timestep == 10
     assert len(model.config.length_prior) == 17 and sum(model.config.length_prior) == pytest.approx(1.0)

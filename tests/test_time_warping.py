@@ -3,17 +3,12 @@ its state travelling with the model (save/load, training, export, resume)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import textdiff
 from tests.conftest import tiny_config
-from tests.test_training import TINY_RUN, run
+from tests.test_training import TINY_RUN, assert_same_export, rewound_copy, run, training_command
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionModel
 from textdiff.samplers import DDPMSampler
 from textdiff.time_warping import TimeWarping
@@ -120,20 +115,11 @@ def test_training_with_time_warping_exports_the_fit_and_resumes_exactly(tmp_path
         "diffusion.stratified_timesteps": True,
         "diffusion.time_warping": True,
     }
-    command = [sys.executable, "train/diffusion.py", "--config", str(config)]
-    for key, value in settings.items():
-        command += ["--set", f"{key}={json.dumps(value)}"]
+    command = training_command(config, settings)
     run(command)
     model, _ = textdiff.load_pretrained(str(tmp_path / "run" / "model"))
     assert model.time_warping.counts.sum() > 0  # the export carries the fit, not a fresh one
 
-    resumed = tmp_path / "resumed"
-    shutil.copytree(tmp_path / "run", resumed)
-    shutil.rmtree(resumed / "model")
-    shutil.rmtree(resumed / "checkpoints" / "step00000006")
-    (resumed / "checkpoints" / "latest").write_text("step00000003")
-    run(command + ["--resume", "--set", f"training.output_dir={resumed}"])
-    straight = load_file(tmp_path / "run" / "model" / "model.safetensors")
-    again = load_file(resumed / "model" / "model.safetensors")
-    for name in straight:
-        torch.testing.assert_close(again[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    resumed = rewound_copy(tmp_path / "run", tmp_path / "resumed")
+    run([*command, "--resume", "--set", f"training.output_dir={resumed}"])
+    assert_same_export(tmp_path / "run", resumed)

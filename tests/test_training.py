@@ -50,6 +50,31 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+def training_command(config: Path, settings: dict | None = None) -> list[str]:
+    """`train/diffusion.py --config CONFIG`, with each setting as `--set KEY=JSON`."""
+    command = [sys.executable, "train/diffusion.py", "--config", str(config)]
+    for key, value in (settings or {}).items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    return command
+
+
+def rewound_copy(run_dir: Path, target: Path) -> Path:
+    """A copy of a finished 6-step run (checkpoints every 3 steps) as a kill after step 3 would have left it."""
+    shutil.copytree(run_dir, target)
+    shutil.rmtree(target / "model")
+    shutil.rmtree(target / "checkpoints" / "step00000006")
+    (target / "checkpoints" / "latest").write_text("step00000003")
+    return target
+
+
+def assert_same_export(first: Path, second: Path) -> None:
+    """The two runs exported the same weights (model/model.safetensors), up to summation order."""
+    straight = load_file(first / "model" / "model.safetensors")
+    again = load_file(second / "model" / "model.safetensors")
+    for name in straight:
+        torch.testing.assert_close(again[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("train")
@@ -75,26 +100,9 @@ def test_training_writes_checkpoints_metrics_export_and_samples(trained):
 
 def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(trained):
     tmp, config = trained
-    resumed = tmp / "resumed"
-    shutil.copytree(tmp / "run", resumed)
-    shutil.rmtree(resumed / "model")
-    shutil.rmtree(resumed / "checkpoints" / "step00000006")
-    (resumed / "checkpoints" / "latest").write_text("step00000003")
-    run(
-        [
-            sys.executable,
-            "train/diffusion.py",
-            "--config",
-            str(config),
-            "--resume",
-            "--set",
-            f"training.output_dir={resumed}",
-        ]
-    )
-    straight = load_file(tmp / "run" / "model" / "model.safetensors")
-    again = load_file(resumed / "model" / "model.safetensors")
-    for name in straight:
-        torch.testing.assert_close(again[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    resumed = rewound_copy(tmp / "run", tmp / "resumed")
+    run([*training_command(config), "--resume", "--set", f"training.output_dir={resumed}"])
+    assert_same_export(tmp / "run", resumed)
     steps = [json.loads(line).get("step") for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert steps.count(4) >= 1 and steps.count(6) >= 1
 
@@ -174,11 +182,7 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
     ]
     try:
         run(launch)
-        resumed = tmp_path / "resumed"
-        shutil.copytree(tmp_path / "run", resumed)
-        shutil.rmtree(resumed / "model")
-        shutil.rmtree(resumed / "checkpoints" / "step00000006")
-        (resumed / "checkpoints" / "latest").write_text("step00000003")
+        resumed = rewound_copy(tmp_path / "run", tmp_path / "resumed")
         run([*launch, "--resume", "--set", f"training.output_dir={resumed}"])
         left = set(shm.glob("deepspeed_allreduce_buffer_*")) - before
         assert not left, f"the run left {sorted(p.name for p in left)} in /dev/shm"
@@ -187,10 +191,7 @@ def test_two_processes_under_the_deepspeed_launcher_with_zero2_resume_exactly(tm
             leftover.unlink(missing_ok=True)
     # ZeRO-2 partitions the optimiser state: one shard per rank.
     assert len(list((tmp_path / "run" / "checkpoints" / "step00000006").glob("*optim_states.pt"))) == 2
-    straight = load_file(tmp_path / "run" / "model" / "model.safetensors")
-    again = load_file(resumed / "model" / "model.safetensors")
-    for name in straight:
-        torch.testing.assert_close(again[name], straight[name], rtol=1e-5, atol=1e-6, msg=name)
+    assert_same_export(tmp_path / "run", resumed)
 
 
 def test_train_teacher_and_eval_end_to_end(trained, module_corpus, tmp_path):

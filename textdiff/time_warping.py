@@ -63,10 +63,14 @@ class TimeWarping(nn.Module):
 
     # --- fitting ---------------------------------------------------------------------------------------------
 
+    @property
+    def bin_width(self) -> float:
+        """(T − t_min) / K timesteps."""
+        return (self.num_steps - self.min_timestep) / self.num_bins
+
     def bins(self, t: torch.Tensor) -> torch.Tensor:
         """The bin of each timestep, (B,) -> (B,) in [0, K)."""
-        width = (self.num_steps - self.min_timestep) / self.num_bins
-        return ((t.float() - self.min_timestep) / width).floor().long().clamp(0, self.num_bins - 1)
+        return ((t.float() - self.min_timestep) / self.bin_width).floor().long().clamp(0, self.num_bins - 1)
 
     @torch.no_grad()
     def update(self, t: torch.Tensor, cross_entropy: torch.Tensor) -> None:
@@ -96,17 +100,16 @@ class TimeWarping(nn.Module):
         self.counts.add_(counts.to(self.counts.dtype))
 
     def density(self) -> torch.Tensor:
-        """p (K,): the share of timesteps drawn from each bin (sums to 1)."""
+        """p (K,): the share of timesteps drawn from each bin (sums to 1). Computed without reading anything back
+        from the device, since the loss calls it on every training step."""
         uniform = torch.full((self.num_bins,), 1.0 / self.num_bins, device=self.counts.device)
-        if bool((self.counts == 0).any()):
-            return uniform
         monotone = self.cross_entropy.float().cummax(0).values  # m_k
         ahead = torch.cat([monotone[1:], monotone[-1:]])
         behind = torch.cat([monotone[:1], monotone[:-1]])
         change = ahead - behind  # Δ_k ≥ 0
-        if float(change.sum()) <= 0:
-            return uniform
-        return (1 - self.uniform_share) * change / change.sum() + self.uniform_share * uniform
+        fitted = (1 - self.uniform_share) * change / change.sum().clamp(min=1e-12) + self.uniform_share * uniform
+        ready = (self.counts > 0).all() & (change.sum() > 0)  # every bin seen, and CE has risen somewhere
+        return torch.where(ready, fitted, uniform)
 
     def cdf(self) -> torch.Tensor:
         """F at the K + 1 bin edges, (K + 1,): 0 at t_min, 1 at T."""
@@ -120,9 +123,8 @@ class TimeWarping(nn.Module):
         density = cdf[1:] - cdf[:-1]  # (K,)
         u = u.float().to(cdf.device)
         k = (torch.searchsorted(cdf, u, right=True) - 1).clamp(0, self.num_bins - 1)  # (B,) the bin of each u
-        width = (self.num_steps - self.min_timestep) / self.num_bins
         within = ((u - cdf[k]) / density[k].clamp(min=1e-12)).clamp(0.0, 1.0)
-        return self.min_timestep + (k.float() + within) * width
+        return self.min_timestep + (k.float() + within) * self.bin_width
 
     def sample(self, u: torch.Tensor) -> torch.Tensor:
         """Training timesteps for uniform draws u (B,) in [0, 1): (B,) long in [t_min, T)."""
