@@ -18,8 +18,8 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 import textdiff  # noqa: F401  (registers the Auto classes)
-from eval.fluency import sample_autoregressive, teacher_score
-from eval.harness import load_metric
+from textdiff.evaluation.fluency import sample_autoregressive, teacher_score
+from textdiff.evaluation.harness import load_metric
 
 
 def timed(function, repeats: int):

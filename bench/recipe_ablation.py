@@ -172,9 +172,9 @@ def train(key: str, args: argparse.Namespace) -> Path:
 def evaluate(model_dir: Path, teacher, held_out: list[str], args) -> dict:
     """The bound on held-out sentences; teacher perplexity, dist-2 and mean words at each step count."""
     import textdiff
-    from eval.fluency import teacher_score
-    from eval.harness import load_metric
-    from eval.likelihood import likelihood_bound
+    from textdiff.evaluation.fluency import teacher_score
+    from textdiff.evaluation.harness import load_metric
+    from textdiff.evaluation.likelihood import likelihood_bound
     from textdiff.data import frame_sequences
 
     model, tokenizer = textdiff.load_pretrained(str(model_dir))
@@ -239,7 +239,7 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from eval.fluency import teacher_score
+    from textdiff.evaluation.fluency import teacher_score
     from textdiff.data import load_corpus
 
     teacher = AutoModelForCausalLM.from_pretrained(args.teacher).eval()

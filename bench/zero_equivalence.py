@@ -40,7 +40,7 @@ training:
 
 
 def train(workdir: Path, name: str, steps: int, processes: int, stage: int) -> Path:
-    from train.common import free_port
+    from textdiff.training.distributed import free_port
 
     config = workdir / f"{name}.yaml"
     config.write_text(CONFIG.format(output=workdir / name, steps=steps, accumulation=2 // processes))
@@ -67,7 +67,7 @@ def main() -> None:
     from safetensors.torch import load_file
 
     import textdiff
-    from train.export import export
+    from textdiff.training.export import export
 
     shm_before = set(Path("/dev/shm").glob("deepspeed_allreduce_buffer_*"))
     workdir = Path(tempfile.mkdtemp(prefix="zero-equivalence-"))

@@ -1,9 +1,14 @@
-"""Shared fixtures: a tiny model config and a tiny slice of the bundled E2E corpus."""
+"""Shared fixtures: a tiny model config, a tiny slice of the bundled E2E corpus, and a fixture-size span oracle.
+
+Every test runs with its own empty TEXTDIFF_CACHE and no GUM trees, so no test reads a machine's caches or trains
+the full span oracle (minutes): a test that needs the oracle asks for `span_oracle`, trained once per session on
+a few GUM documents."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,34 @@ import textdiff
 
 REPO = Path(__file__).resolve().parents[1]
 E2E = REPO / "data" / "e2e"
+GUM = Path(os.environ.get("TEXTDIFF_GUM", REPO.parent / "shared" / "data" / "gum_const"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory) -> Path:
+    """TEXTDIFF_CACHE for this session (subprocesses inherit it); TEXTDIFF_GUM pointed at nothing."""
+    cache = tmp_path_factory.mktemp("textdiff-cache")
+    saved = {key: os.environ.get(key) for key in ("TEXTDIFF_CACHE", "TEXTDIFF_GUM")}
+    os.environ["TEXTDIFF_CACHE"] = str(cache)
+    os.environ["TEXTDIFF_GUM"] = str(cache / "no-gum-in-tests")
+    yield cache
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def span_oracle(isolated_cache) -> Path:
+    """A fixture-size span oracle (12 GUM documents, 2 epochs: ≈ 20 s) where `SpanOracle()` finds it; its folder."""
+    from textdiff.evaluation.span_parser import span_oracle_dir, train
+
+    if not GUM.is_dir():
+        pytest.skip(f"no GUM trees at {GUM} (../shared/data/gum_const or TEXTDIFF_GUM)")
+    directory = span_oracle_dir()
+    train(GUM, directory, epochs=2, max_files=12)
+    return directory
 
 
 def e2e_texts(split: str = "train", limit: int | None = None) -> list[str]:

@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import textdiff
-from eval.controls import read_control_targets
 from tests.conftest import tiny_config
 from textdiff.data import frame_sequences, load_corpus
+from textdiff.evaluation.controls import read_control_targets
 from textdiff.samplers import DDIMSampler
 from textdiff.tokenization import check_tokenizer_matches, encode_infill, train_tokenizer
-from train.common import DistInfo, build_deepspeed_config
-from train.config import RunConfig, TrainingSection
+from textdiff.training.config import RunConfig, TrainingSection
+from textdiff.training.distributed import DistInfo
+from textdiff.training.engine import build_deepspeed_config
 
 CPU = DistInfo(rank=0, world_size=1, local_rank=0, on_gpu=False)
 

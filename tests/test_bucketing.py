@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from eval.likelihood import sequence_bound
 from tests.conftest import tiny_config
 from textdiff import TextDiffusionModel
 from textdiff.data import BatchOrder, LengthBucketedOrder, length_prior
+from textdiff.evaluation.likelihood import sequence_bound
 from textdiff.guidance import Length, PartsOfSpeech, Spans
 
 PAD, BOS, EOS = 0, 1, 2

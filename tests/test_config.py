@@ -1,6 +1,6 @@
 import pytest
 
-from train.config import RunConfig
+from textdiff.training.config import RunConfig
 
 
 def write(tmp_path, text):

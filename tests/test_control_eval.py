@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.control_eval import controls_for, fits, length_targets, success, task_of
-from eval.controls import read_control_targets
+from textdiff.evaluation.control_eval import controls_for, fits, length_targets, success, task_of
+from textdiff.evaluation.controls import read_control_targets
 from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
 
 TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.controls import ControlTarget, parse_target, read_control_targets
-from eval.harness import load_metric
-from eval.oracles import UPOS_TO_UNIVERSAL, PosOracle, pos_oracle_accuracy
+from textdiff.evaluation.controls import ControlTarget, parse_target, read_control_targets
+from textdiff.evaluation.harness import load_metric
+from textdiff.evaluation.oracles import UPOS_TO_UNIVERSAL, PosOracle, pos_oracle_accuracy
 
 TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
 
@@ -109,7 +109,7 @@ def test_pos_oracle_accuracy_on_a_conllu_file(tmp_path):
 
 
 def test_tree_spans_normalise_function_tags_and_unary_chains():
-    from eval.span_parser import tree_spans
+    from textdiff.evaluation.span_parser import tree_spans
 
     words, tags, spans = tree_spans(
         "(ROOT (S (NP-SBJ (DT The) (NN pub)) (VP (VBZ is) (SBAR (S (ADJP (JJ open))))) (. .)))"
@@ -121,7 +121,7 @@ def test_tree_spans_normalise_function_tags_and_unary_chains():
 def test_cky_prefers_the_most_confident_consistent_constituents():
     import torch
 
-    from eval.span_parser import cky
+    from textdiff.evaluation.span_parser import cky
 
     scores = torch.full((4, 4, 3), -6.0)
     scores[..., 0] = -0.001  # ∅ likely everywhere ...
@@ -131,8 +131,8 @@ def test_cky_prefers_the_most_confident_consistent_constituents():
     assert cky(scores) == {(0, 2, 1), (0, 3, 2)}
 
 
-def test_span_oracle_and_span_control_metric():
-    from eval.span_parser import SPAN_DATA, SpanOracle
+def test_span_oracle_and_span_control_metric(span_oracle):
+    from textdiff.evaluation.span_parser import SpanOracle
 
     oracle = SpanOracle()
     words = "The Eagle is a cheap pub near the river .".split()
@@ -143,4 +143,6 @@ def test_span_oracle_and_span_control_metric():
     assert metric.compute(predictions=[" ".join(words)], references=references)["span_accuracy"] == 1.0
     miss = [[{"start": 0, "end": 1, "label": "ADVP"}]]
     assert metric.compute(predictions=[" ".join(words)], references=miss)["span_accuracy"] == 0.0
-    assert json.loads((SPAN_DATA / "heldout.json").read_text())["labelled_span_f1"] > 0.7
+    # A fixture-size oracle (12 documents, 2 epochs: F1 0.53) parses held-out GUM well above chance; the full one
+    # (eval/span_parser.py) reaches the F1 in docs/RESULTS.md.
+    assert json.loads((span_oracle / "heldout.json").read_text())["labelled_span_f1"] > 0.4

@@ -9,11 +9,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import textdiff
-from eval.fluency import teacher_score
-from eval.harness import load_metric
-from eval.likelihood import likelihood_bound
 from tests.conftest import e2e_texts
 from textdiff.data import frame_sequences
+from textdiff.evaluation.fluency import teacher_score
+from textdiff.evaluation.harness import load_metric
+from textdiff.evaluation.likelihood import likelihood_bound
 from textdiff.tokenization import train_tokenizer
 
 
@@ -64,7 +64,7 @@ def test_shuffled_text_has_higher_teacher_perplexity(small_data):
         )
     )
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=3e-3)
-    from eval.fluency import frame
+    from textdiff.evaluation.fluency import frame
 
     framed = frame(texts, tokenizer, 48)
     for step in range(120):
@@ -124,7 +124,7 @@ def test_likelihood_bound_is_finite_and_lower_on_corpus_text_than_random_tokens(
 
 
 def test_a_teacher_that_is_not_a_causal_lm_is_one_clear_error(tmp_path, tiny_model):
-    from eval.fluency import load_causal_lm
+    from textdiff.evaluation.fluency import load_causal_lm
 
     tiny_model.save_pretrained(tmp_path / "diffusion")
     with pytest.raises(ValueError, match=r"--teacher .*diffusion holds a 'textdiff' model, not a causal language"):

@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.test_training import REPO, TINY_RUN, run
-from train.common import CheckpointManager, DistInfo
+from textdiff.training.checkpoints import CheckpointManager
+from textdiff.training.distributed import DistInfo
 
 
 def test_latest_falls_back_to_the_newest_complete_checkpoint(tmp_path):

@@ -174,7 +174,7 @@ def word_model(tmp_path_factory) -> Path:
     return root
 
 
-def test_train_classifier_saves_classifiers_that_generate_finds(word_model):
+def test_train_classifier_saves_classifiers_that_generate_finds(word_model, span_oracle):
     from textdiff.cli import main
 
     model_dir = word_model / "model"

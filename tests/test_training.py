@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train.common import free_port
+from textdiff.training.distributed import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ Importing textdiff registers `TextDiffusionConfig` / `TextDiffusionModel` with t
 from transformers import AutoConfig, AutoModel
 
 from .configuration import TextDiffusionConfig
+from .decoding_config import DecodingConfig
 from .generation import GenerationOutput, generate
 from .guidance import FieldValue, LatentClassifier, LatentClassifierConfig, Length, PartsOfSpeech, Spans
 from .loading import load_pretrained
@@ -25,6 +26,7 @@ __all__ = [
     "SAMPLERS",
     "DDIMSampler",
     "DDPMSampler",
+    "DecodingConfig",
     "DPMSolverSampler",
     "DenoiserOutput",
     "DiffusionLMLoss",

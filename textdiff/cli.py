@@ -1,6 +1,8 @@
-"""The `textdiff` command. Thin: each subcommand parses its flags and calls the library, or (lazily) `train/`.
+"""The `textdiff` command. Thin: each subcommand parses its flags and calls the library (lazily, so that
+`textdiff generate` does not import DeepSpeed).
 
 textdiff train --config configs/e2e-tiny.yaml [--deepspeed configs/deepspeed/zero2.json] [--resume]
+textdiff train --config e2e-tiny                  # a bundled config by name, from any directory
 textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
 textdiff train-teacher --config configs/e2e-tiny.yaml --tokenizer runs/e2e-tiny/model
 textdiff train-classifier --model runs/e2e-tiny/model --task pos
@@ -173,28 +175,28 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _train(rest: list[str]) -> int:
-    from train.diffusion import main as train_main
+    from textdiff.training.diffusion import main as train_main
 
     train_main(rest)
     return 0
 
 
 def _train_teacher(rest: list[str]) -> int:
-    from train.teacher import main as teacher_main
+    from textdiff.training.teacher import main as teacher_main
 
     teacher_main(rest)
     return 0
 
 
 def _train_classifier(rest: list[str]) -> int:
-    from train.classifier import main as classifier_main
+    from textdiff.training.classifier import main as classifier_main
 
     console.info(f"Saved to {classifier_main(rest)}")
     return 0
 
 
 def _export(rest: list[str]) -> int:
-    from train.export import main as export_main
+    from textdiff.training.export import main as export_main
 
     console.info(f"Exported to {export_main(rest)}")
     return 0
@@ -203,7 +205,7 @@ def _export(rest: list[str]) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from eval.harness import markdown_table, run_evaluation, write_report
+    from textdiff.evaluation.harness import markdown_table, run_evaluation, write_report
 
     if args.control_targets:
         return _eval_control(args)
@@ -232,7 +234,7 @@ def _eval_control(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from eval.control_eval import control_markdown, run_control_evaluation
+    from textdiff.evaluation.control_eval import control_markdown, run_control_evaluation
 
     report = run_control_evaluation(
         args.model,
@@ -290,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--baseline", default=None, help="the AR baseline's directory (default: the teacher)")
     ev.add_argument("--num-samples", type=int, default=200)
     ev.add_argument("--steps", type=int, default=200, help="denoising steps of the diffusion samples")
-    ev.add_argument("--data", default="data/e2e", help="corpus with the held-out split")
+    ev.add_argument("--data", default=None, help="corpus with the held-out split (default: the bundled E2E)")
     ev.add_argument("--split", default="test")
     ev.add_argument(
         "--num-references", type=int, default=300, help="references for BLEU / ROUGE-L (disjoint from the human sample)"
@@ -306,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--num-targets", type=int, default=None, help="use only the first N control targets")
     ev.add_argument("--batch-size", type=int, default=50, help="sequences decoded at once (control evaluation)")
-    ev.add_argument("--guidance-scale", type=float, default=1.0)
-    ev.add_argument("--guidance-steps", type=int, default=3)
-    ev.add_argument("--guidance-step-size", type=float, default=0.1)
+    ev.add_argument("--guidance-scale", type=float, default=None, help="w (default: DecodingConfig's)")
+    ev.add_argument("--guidance-steps", type=int, default=None, help="K (default: DecodingConfig's)")
+    ev.add_argument("--guidance-step-size", type=float, default=None, help="η (default: DecodingConfig's)")
     ev.add_argument("--fluency-weight", type=float, default=None, help="λ (default: the paper's value for the task)")
     ev.add_argument("--cfg-scale", type=float, default=None, help="field values by classifier-free guidance")
 

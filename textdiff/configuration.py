@@ -3,7 +3,7 @@ Controllable Text Generation").
 
 The config holds everything needed to rebuild the denoiser *and* to decode with it: the architecture and
 the forward-process (noise schedule) settings. Run-level settings (data, optimiser, DeepSpeed) live in the
-YAML run config of `train/`, never here.
+YAML run config (`textdiff.training.config`), never here.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.
             f"Cannot load {source!r} from the datasets hub: the hub is unreachable (offline). Point data.dataset "
             "at local files instead: a directory with train.jsonl / validation.jsonl (one JSON object per line "
             "with a text column), or a single .jsonl, .csv, .txt or .parquet file; the bundled E2E corpus is "
-            "data/e2e."
+            "the default (leave data.dataset unset)."
         )
     else:
         dataset = datasets.load_dataset(source, split=split)

@@ -1,37 +1,49 @@
-"""The decoding loop: every position is denoised in parallel from Gaussian noise, then rounded to words.
+"""Generation: every position is denoised in parallel from Gaussian noise, then rounded to words.
 
     x_T ~ N(0, I)
     for t in sampler.timesteps:                       # T−1 … 0, respaced to num_inference_steps
-        x̂0 = f(x_t, t)                                # the denoiser
-        x̂0 = clamp(x̂0)   (optional)                   # Diffusion-LM's clamping trick: nearest embedding
+        x̂0, scores = denoiser(x_t, t)                 # the model (and classifier-free guidance)
+        ŵ = round(scores); x̂0 = clamp / known(x̂0)     # step processors: rounding's hooks
         x_{t−1} = sampler.step(x̂0, t, x_t)
+        x_{t−1} = guide / known(x_{t−1})              # step processors: the latent's hooks
     w = round(x_0)                                    # nearest embedding per position
 
-The sampler owns the step math, the model owns the denoiser and rounding; this loop only wires them.
-
-Prompts and infilling keep known tokens fixed: at every step their x̂0 is their embedding, and after every
-step their latent is replaced by a fresh sample of q(x_s | EMB(w)) at the new timestep (Diffusion-LM's infilling;
-RePaint without resampling), so the unknown positions are denoised in context and the known ones come out
-unchanged.
-
-Controls (`textdiff.guidance`) steer the loop in two ways: `Length` fixes END and PAD as known tokens, and the
-others add classifier guidance, a few gradient steps on each step's sample x_{t−1} (`ClassifierGuidance`).
+The sampler owns the step math, the model owns the denoiser and rounding, and each other part of a request
+(prompts and infilling, `Length`, banned words, self-conditioning, classifier guidance, the history, a callback)
+is one `textdiff.processors.StepProcessor`. `plan_decoding` turns a request into the denoiser, the sampler and
+the processor list once; `denoising_loop` only wires them (diffusers' pipeline loop).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
+from .decoding_config import DecodingConfig
 from .guidance import ClassifierGuidance, Control, FieldValue, LatentClassifier, Length, load_classifiers
-from .modeling import TextDiffusionModel
+from .processors import (
+    BannedTokens,
+    Callback,
+    Clamping,
+    ClassifierGuidanceStep,
+    Estimate,
+    History,
+    KnownTokens,
+    LoopState,
+    SelfConditioning,
+    StepProcessorList,
+)
 from .samplers import SAMPLERS, Sampler
 from .schedules import NoiseSchedule
 from .utils import randn_like
 
-DEFAULT_INFERENCE_STEPS = 200
+if TYPE_CHECKING:
+    from .modeling import TextDiffusionModel
+
+DEFAULT_INFERENCE_STEPS = DecodingConfig.num_inference_steps
 
 
 @dataclass
@@ -42,8 +54,8 @@ class GenerationOutput:
         sequences: (B, L) token ids of the decoded text, padding after the first end-of-sequence token.
         timesteps: (S,) the training-schedule timesteps visited, in decoding order.
         history: (S, B, L) the rounded x0 estimate after each of the S steps: the text as it emerges.
-        confidence: (S, B, L) the rounding probability of each of those words, softmax(−‖x̂0 − e_v‖²) at the
-            chosen word v (before clamping): how settled each position is.
+        confidence: (S, B, L) the rounding probability of each of those words, softmax(scores) at the chosen
+            word (before clamping; 1 at known positions): how settled each position is.
     """
 
     sequences: torch.Tensor
@@ -59,6 +71,70 @@ def pad_after_eos(ids: torch.Tensor, eos_token_id: int | None, pad_token_id: int
     seen_eos = (ids == eos_token_id).long().cumsum(-1)  # (..., L) count of END tokens so far
     after = (seen_eos > 1) | ((seen_eos == 1) & (ids != eos_token_id))
     return ids.masked_fill(after, pad_token_id)
+
+
+class Denoiser:
+    """(x_t (B, L, d), t) -> (x̂0 (B, L, d), word scores (B, L, V)): the model's forward pass with the request's
+    attention mask and self-conditioning input. The scores are the model's logits when it classifies the clean
+    word, else rounding's −‖x̂0 − e_v‖²."""
+
+    def __init__(self, model: TextDiffusionModel, attention_mask: torch.Tensor | None) -> None:
+        self.model, self.attention_mask = model, attention_mask
+        self.self_cond: torch.Tensor | None = None  # (B, L, d), set by the SelfConditioning processor
+
+    def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        timesteps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        out = self.model(x, timesteps, attention_mask=self.attention_mask, self_cond=self.self_cond)
+        pred_x0 = out.pred_x0
+        return pred_x0, out.logits if out.logits is not None else self.model.word_scores(pred_x0)
+
+
+class ClassifierFreeDenoiser(Denoiser):
+    """Classifier-free guidance (Ho & Salimans 2022) on a conditional model: x̂0 = x̂0_uncond + s · (x̂0_cond −
+    x̂0_uncond), both estimates from one batched pass. conditions: (B, C) multi-hot field values; scale: s."""
+
+    def __init__(self, model, attention_mask, conditions: torch.Tensor, scale: float) -> None:
+        super().__init__(model, attention_mask)
+        self.conditions, self.scale = conditions, scale
+
+    def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        timesteps = torch.full((2 * x.shape[0],), t, device=x.device, dtype=torch.long)
+        twice = lambda v: None if v is None else torch.cat([v, v])
+        both = self.model(
+            torch.cat([x, x]),
+            timesteps,
+            attention_mask=twice(self.attention_mask),
+            self_cond=twice(self.self_cond),
+            conditions=torch.cat([self.conditions, torch.zeros_like(self.conditions)]),
+        ).pred_x0  # (2B, L, d)
+        conditional, unconditional = both.chunk(2)
+        pred_x0 = unconditional + self.scale * (conditional - unconditional)
+        return pred_x0, self.model.word_scores(pred_x0)
+
+
+def denoising_loop(
+    denoiser: Denoiser, sampler: Sampler, processors: StepProcessorList, x: torch.Tensor, generator
+) -> Estimate:
+    """Denoise x_T (B, L, d) over the sampler's timesteps; return the rounding of x_0."""
+    timesteps = sampler.timesteps.tolist()
+    for step, t in enumerate(timesteps):
+        state = LoopState(step, t, sampler.previous_timestep(t), len(timesteps))
+        estimate = processors.round(*denoiser(x, t), state)  # x̂0 and its words, after the processors
+        out = sampler.step(estimate.x0, t, x, generator=generator)
+        x = processors.latents(out.prev_sample, out, state)  # x_s, after the processors
+    final = LoopState(len(timesteps), -1, -1, len(timesteps), final=True)
+    return processors.round(x, denoiser.model.word_scores(x), final)
+
+
+@dataclass
+class DecodingPlan:
+    """A request, resolved once before the loop: x_T's shape, the denoiser, the sampler and the processors."""
+
+    shape: tuple[int, int, int]
+    denoiser: Denoiser
+    sampler: Sampler
+    processors: StepProcessorList
+    history: History | None = None
 
 
 @torch.no_grad()
@@ -78,10 +154,10 @@ def generate(
     callback_on_step_end: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
     controls: list[Control] | list[list[Control]] | None = None,
     classifiers: dict[str, LatentClassifier] | None = None,
-    guidance_scale: float = 1.0,
-    guidance_steps: int = 3,
-    guidance_step_size: float = 0.1,
-    fluency_weight: float = 0.01,
+    guidance_scale: float | None = None,
+    guidance_steps: int | None = None,
+    guidance_step_size: float | None = None,
+    fluency_weight: float | None = None,
     cfg_scale: float | None = None,
 ) -> torch.Tensor | GenerationOutput:
     """Generate text by parallel denoising from pure noise.
@@ -91,12 +167,11 @@ def generate(
         num_return_sequences: Number B of sequences to decode at once.
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
-        num_inference_steps: Number of denoising steps, respaced evenly over the T training steps.
-            `num_inference_steps`, `sampler` and `clamp` left as None come from the model's saved generation config
-            (`generation_config.json`, see `load_pretrained`), else 200, "ddpm" and True.
-        sampler: Name of the reverse-process sampler ("ddpm", "ddim", "dpm-solver++"; see
-            `textdiff.samplers.SAMPLERS`), or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
-        clamp: Apply the clamping trick (snap x̂0 to the nearest word embedding) at every step.
+        num_inference_steps, sampler, clamp, guidance_scale, guidance_steps, guidance_step_size, fluency_weight,
+            cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which documents them and holds the
+            defaults); `num_inference_steps`, `sampler` and `clamp` left as None come from the model's saved
+            generation config (`generation_config.json`, see `load_pretrained`) when it has one. `sampler` is a
+            name in `textdiff.samplers.SAMPLERS` or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
         generator: Source of all randomness; pass one (or `seed`) for reproducible text.
         seed: Convenience for `generator=torch.Generator().manual_seed(seed)`.
         return_dict_in_generate: Return a `GenerationOutput` with the per-step history instead of the ids.
@@ -109,28 +184,75 @@ def generate(
             index, its training timestep, the new latents x_s (B, L, d) and the x̂0 it used (B, L, d).
         controls: Targets for the text (`textdiff.guidance`: `FieldValue`, `PartsOfSpeech`, `Spans`, `Length`): one
             list for every row, or one list per row (B lists). Controls of different kinds compose.
-        classifiers: {task: `LatentClassifier`} for the controls; by default those saved beside the model
-            (`<model>/classifiers/<task>`, written by `textdiff train-classifier`).
-        guidance_scale: Weight w of the classifiers' log-probabilities in the guidance objective.
-        guidance_steps: K, gradient (Adagrad) steps on the latent after each denoising step (0: no guidance).
-        guidance_step_size: η, the Adagrad step size.
-        fluency_weight: λ, the weight of the fluency term ‖μ − x‖²/σ that keeps x likely under the step.
-        cfg_scale: Classifier-free guidance (Ho & Salimans 2022) for the `FieldValue` controls, on a conditional
-            model (trained with `data.condition_column`): x̂0 = x̂0_uncond + s · (x̂0_cond − x̂0_uncond) with s =
-            cfg_scale (1: the plain conditional model). None: field values go through classifier guidance.
+        classifiers: {task: `LatentClassifier`} for the controls; if None, those saved beside a model loaded from
+            a directory (`<model>/classifiers/<task>`, written by `textdiff train-classifier`).
 
     Returns:
         (B, L) token ids for `tokenizer.batch_decode(ids, skip_special_tokens=True)`, or a `GenerationOutput`.
     """
+    settings = DecodingConfig.resolve(
+        getattr(model, "generation_config", None),
+        num_inference_steps=num_inference_steps,
+        sampler=sampler,
+        clamp=clamp,
+        guidance_scale=guidance_scale,
+        guidance_steps=guidance_steps,
+        guidance_step_size=guidance_step_size,
+        fluency_weight=fluency_weight,
+        cfg_scale=cfg_scale,
+    )
+    if generator is not None and seed is not None:
+        raise ValueError("Pass either `generator` or `seed`, not both.")
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    plan = plan_decoding(
+        model, settings, num_return_sequences, max_length, input_ids, infill_mask, max_new_tokens, controls,
+        classifiers, generator, return_dict_in_generate, callback_on_step_end,
+    )  # fmt: skip
+    parameter = model.word_embeddings.weight
+    was_training = model.training
+    model.eval()
+    try:
+        x = randn_like(torch.empty(plan.shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T
+        final = denoising_loop(plan.denoiser, plan.sampler, plan.processors, x, generator)
+    finally:
+        model.train(was_training)
+    eos, pad = model.config.eos_token_id, model.config.pad_token_id
+    sequences = pad_after_eos(final.ids, eos, pad)
+    if not return_dict_in_generate:
+        return sequences
+    return GenerationOutput(
+        sequences=sequences,
+        timesteps=plan.sampler.timesteps.clone(),
+        history=pad_after_eos(torch.stack(plan.history.ids), eos, pad),
+        confidence=torch.stack(plan.history.confidence).float(),
+    )
+
+
+def plan_decoding(
+    model: TextDiffusionModel,
+    settings: DecodingConfig,
+    batch: int,
+    max_length: int | None,
+    input_ids: torch.Tensor | None,
+    infill_mask: torch.Tensor | None,
+    max_new_tokens: int | None,
+    controls: list | None,
+    classifiers: dict[str, LatentClassifier] | None,
+    generator: torch.Generator | None,
+    record_history: bool,
+    callback: Callable | None,
+) -> DecodingPlan:
+    """Check a request and build what its loop runs: known positions (prompt, infilling, `Length`, the windows
+    of a model with a length prior), banned words, the guidance, the denoiser, the sampler, the processors."""
     config = model.config
-    saved = getattr(model, "generation_config", None)
-    num_inference_steps = _default(num_inference_steps, saved, "num_inference_steps", DEFAULT_INFERENCE_STEPS)
-    sampler = _default(sampler, saved, "sampler", "ddpm")
-    clamp = _default(clamp, saved, "clamp", True)
-    if input_ids is not None and infill_mask is None and max_new_tokens is not None:
+    prompt_alone = input_ids is not None and infill_mask is None
+    if max_new_tokens is not None:
+        if not prompt_alone:
+            raise ValueError("max_new_tokens counts positions after a prompt; pass input_ids (without infill_mask).")
         if max_length is not None:
             raise ValueError("Pass either `max_length` or `max_new_tokens`, not both.")
-        max_length = input_ids.shape[-1] + max_new_tokens
+        max_length = torch.as_tensor(input_ids).shape[-1] + max_new_tokens
     if infill_mask is not None and max_length is None:
         max_length = infill_mask.shape[-1]
     max_length = config.max_position_embeddings if max_length is None else max_length
@@ -139,161 +261,62 @@ def generate(
             f"max_length must be between 1 and the model's max_position_embeddings "
             f"({config.max_position_embeddings}), got {max_length}."
         )
-    if num_return_sequences < 1:
-        raise ValueError(f"num_return_sequences must be at least 1, got {num_return_sequences}.")
-    if isinstance(sampler, str) and sampler not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}.")
-    if generator is not None and seed is not None:
-        raise ValueError("Pass either `generator` or `seed`, not both.")
-    if seed is not None:
-        generator = torch.Generator().manual_seed(seed)
-    known, known_ids = _known_positions(input_ids, infill_mask, num_return_sequences, max_length, config.vocab_size)
-    plan = _plan_controls(model, controls, classifiers, num_return_sequences, max_length, cfg_scale, known is not None)
-    if plan.known is not None:
-        known, known_ids = plan.known, plan.known_ids
-    guidance = None
-    if plan.targets:
-        guidance = ClassifierGuidance(
-            classifiers=plan.classifiers,
-            targets=plan.targets,
-            guidance_scale=guidance_scale,
-            num_steps=guidance_steps,
-            step_size=guidance_step_size,
-            fluency_weight=fluency_weight,
-        )
-    conditions = plan.conditions
+    if batch < 1:
+        raise ValueError(f"num_return_sequences must be at least 1, got {batch}.")
+    if isinstance(settings.sampler, str) and settings.sampler not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {settings.sampler!r}; choose one of {sorted(SAMPLERS)}.")
+    known, known_ids = _known_positions(input_ids, infill_mask, batch, max_length, config.vocab_size)
+    rows, guidance, conditions, length_known, words_only = _plan_controls(
+        model, controls, classifiers, batch, max_length, settings, known is not None
+    )
+    if length_known is not None:
+        known, known_ids = length_known
     # A model with a length prior (trained on length buckets) writes each row in its own window of ℓ positions:
     # ℓ from the controls or the prompt where they fix it, else drawn from the prior; the positions after it are
     # [PAD], known and masked out of attention, so the denoiser sees exactly the windows it was trained on.
     attention_mask = None
     if config.length_prior is not None:
-        prompt_length = None if input_ids is None or infill_mask is not None else torch.as_tensor(input_ids).shape[-1]
+        prompt_length = torch.as_tensor(input_ids).shape[-1] if prompt_alone else None
         infilled = None if infill_mask is None else ~(known & (known_ids == config.pad_token_id))
-        windows = _draw_windows(
-            config.length_prior, plan.rows, prompt_length, infilled, num_return_sequences, max_length, generator
-        )  # (B,)
-        if known is None and not plan.targets:  # nothing else needs the full width: decode the longest window only
+        windows = _draw_windows(config.length_prior, rows, prompt_length, infilled, batch, max_length, generator)
+        if known is None and guidance is None:  # nothing else needs the full width: decode the longest window
             max_length = int(windows.max())
         attention_mask = torch.arange(max_length)[None] < windows[:, None]  # (B, L)
         outside = ~attention_mask
-        if known is None:
-            known, known_ids = outside, torch.zeros(outside.shape, dtype=torch.long)
-        else:
-            known = known[:, :max_length] | outside
-        known_ids = known_ids[:, :max_length].masked_fill(outside, config.pad_token_id)
+        known = outside if known is None else known[:, :max_length] | outside
+        known_ids = torch.zeros(outside.shape, dtype=torch.long) if known_ids is None else known_ids[:, :max_length]
+        known_ids = known_ids.masked_fill(outside, config.pad_token_id)
 
-    if isinstance(sampler, Sampler):
-        reverse = sampler
-    else:
-        reverse = SAMPLERS[sampler](NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps))
-    reverse.set_timesteps(num_inference_steps, config.min_timestep, model.time_warping)
-    parameter = model.word_embeddings.weight
-    shape = (num_return_sequences, max_length, config.embedding_dim)
-
-    was_training = model.training
-    model.eval()
-    x = randn_like(torch.empty(shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T (B, L, d)
-    if conditions is not None:
-        conditions = conditions.to(x.device, x.dtype)
+    sampler = settings.sampler
+    if not isinstance(sampler, Sampler):
+        sampler = SAMPLERS[sampler](NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps))
+    sampler.set_timesteps(settings.num_inference_steps, config.min_timestep, model.time_warping)
+    device = model.word_embeddings.weight.device
     if attention_mask is not None:
-        attention_mask = attention_mask.to(x.device)
-    if known is not None:
-        known, known_ids = known.to(x.device), known_ids.to(x.device)
-        known_x0 = model.embed(known_ids)  # (B, L, d)
-        known = known[..., None]  # (B, L, 1)
-    banned = _banned_tokens(plan.words_only, config, x.device)  # (B, L, V) or None, fixed for the whole decode
+        attention_mask = attention_mask.to(device)
+    if conditions is None:
+        denoiser = Denoiser(model, attention_mask)
+    else:
+        denoiser = ClassifierFreeDenoiser(model, attention_mask, conditions.to(device), settings.cfg_scale)
+
+    processors = StepProcessorList()  # in the order of their hooks: scores, then rounding, then the latent
+    if words_only is not None:
+        processors.append(BannedTokens(_banned_tokens(words_only, config, device)))
+    if settings.clamp:
+        processors.append(Clamping(model.embed))
     if guidance is not None:
-        guidance.to(x.device)
-    self_cond = None
-    history, confidence = [], []
-    for step, t in enumerate(reverse.timesteps.tolist()):
-        timesteps = torch.full((num_return_sequences,), t, device=x.device, dtype=torch.long)
-        scores = None  # (B, L, V) the words' scores at each position: the model's logits if it classifies
-        if conditions is None:
-            out = model(x, timesteps, attention_mask=attention_mask, self_cond=self_cond)
-            pred_x0, scores = out.pred_x0, out.logits  # (B, L, d), (B, L, V) or None
-        else:  # one batched pass for the conditional and the unconditional estimate
-            both = model(
-                torch.cat([x, x]),
-                torch.cat([timesteps, timesteps]),
-                attention_mask=None if attention_mask is None else torch.cat([attention_mask, attention_mask]),
-                self_cond=None if self_cond is None else torch.cat([self_cond, self_cond]),
-                conditions=torch.cat([conditions, torch.zeros_like(conditions)]),
-            ).pred_x0  # (2B, L, d)
-            conditional, unconditional = both.chunk(2)
-            pred_x0 = unconditional + cfg_scale * (conditional - unconditional)
-        if scores is None:  # rounding to the nearest embedding: scores are negative squared distances
-            scores = -model.nearest_token_distances(pred_x0)  # (B, L, V)
-        if banned is not None:
-            scores = scores.masked_fill(banned, float("-inf"))
-        ids = scores.argmax(-1)  # (B, L)
-        # The rounding probability softmax(scores) of the chosen word, only when the history is returned.
-        step_confidence = (
-            scores.float().softmax(-1).amax(-1).to(x.dtype)
-            if return_dict_in_generate
-            else torch.ones_like(ids, dtype=x.dtype)
-        )
-        # Self-conditioning sees the raw estimate, as in training (its no-grad pass is never clamped).
-        raw_x0 = pred_x0
-        if clamp:
-            pred_x0 = model.embed(ids)
-        if known is not None:
-            pred_x0 = torch.where(known, known_x0, pred_x0)
-            ids = torch.where(known[..., 0], known_ids, ids)
-            step_confidence = torch.where(known[..., 0], torch.ones_like(step_confidence), step_confidence)
-        if config.self_conditioning:
-            self_cond = raw_x0 if known is None else torch.where(known, known_x0, raw_x0)
-        history.append(ids)
-        confidence.append(step_confidence)
-        out = reverse.step(pred_x0, t, x, generator=generator)
-        x = out.prev_sample
-        prev = reverse.previous_timestep(t)
-        if guidance is not None and guidance.active(step, len(reverse.timesteps)):
-            x = guidance(x, out.mean, out.std, prev)
-        if known is not None:
-            fixed = known_x0 if prev < 0 else reverse.add_noise(known_x0, randn_like(known_x0, generator), prev)
-            x = torch.where(known, fixed, x)
-        if callback_on_step_end is not None:
-            callback_on_step_end(step, t, x, pred_x0)
-
-    model.train(was_training)
-
-    distances = model.nearest_token_distances(x)  # (B, L, V)
-    if banned is not None:
-        distances = distances.masked_fill(banned, float("inf"))
-    final = distances.argmin(-1)  # (B, L) rounding
+        processors.append(ClassifierGuidanceStep(guidance.to(device)))
     if known is not None:
-        final = torch.where(known[..., 0], known_ids, final)
-    sequences = pad_after_eos(final, config.eos_token_id, config.pad_token_id)
-    if not return_dict_in_generate:
-        return sequences
-    return GenerationOutput(
-        sequences=sequences,
-        timesteps=reverse.timesteps.clone(),
-        history=pad_after_eos(torch.stack(history), config.eos_token_id, config.pad_token_id),
-        confidence=torch.stack(confidence).float(),
-    )
-
-
-@dataclass
-class _ControlPlan:
-    """What a request's controls change in the decoding loop.
-
-    Attributes:
-        known / known_ids: (B, L) positions fixed by `Length` controls and their tokens, or None.
-        words_only: (B, L) free positions of the rows with a `Length`, where only words may be written, or None.
-        classifiers / targets: The classifiers and batched targets of classifier guidance (empty: none).
-        conditions: (B, C) conditions of classifier-free guidance, or None.
-        rows: Each row's controls (B lists), or None without controls.
-    """
-
-    known: torch.Tensor | None = None
-    known_ids: torch.Tensor | None = None
-    words_only: torch.Tensor | None = None
-    classifiers: dict[str, LatentClassifier] = field(default_factory=dict)
-    targets: dict[str, torch.Tensor] = field(default_factory=dict)
-    conditions: torch.Tensor | None = None
-    rows: list[list[Control]] | None = None
+        known, known_ids = known.to(device), known_ids.to(device)
+        processors.append(KnownTokens(known, known_ids, model.embed(known_ids), sampler, generator))
+    if config.self_conditioning:
+        processors.append(SelfConditioning(denoiser))
+    history = History() if record_history else None
+    if history is not None:
+        processors.append(history)
+    if callback is not None:
+        processors.append(Callback(callback))
+    return DecodingPlan((batch, max_length, config.embedding_dim), denoiser, sampler, processors, history)
 
 
 def _plan_controls(
@@ -302,41 +325,59 @@ def _plan_controls(
     classifiers: dict[str, LatentClassifier] | None,
     batch: int,
     length: int,
-    cfg_scale: float | None,
+    settings: DecodingConfig,
     has_known: bool,
-) -> _ControlPlan:
-    """Check the controls and turn them into known tokens, guidance targets and conditions."""
+):
+    """Check the controls and turn them into (rows, classifier guidance, CFG conditions, Length's known
+    positions and ids, the positions where only words may be written), each None where the request has none.
+
+    rows: each row's controls (B lists); conditions: (B, C); known, ids, words_only: (B, L)."""
     config = model.config
-    if cfg_scale is not None and not config.condition_labels:
+    if settings.cfg_scale is not None and not config.condition_labels:
         raise ValueError(
             "cfg_scale needs a conditional model (trained with data.condition_column); this one is unconditional. "
             "Use classifier guidance (controls without cfg_scale) instead."
         )
-    plan = _ControlPlan()
     if controls is None:
-        return plan
-    rows = plan.rows = _rows_of_controls(controls, batch)
-    if cfg_scale is not None:  # field values become the model's own conditions
-        plan.conditions = _condition_rows(rows, config.condition_labels)
-        rows = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
-    tasks = {c.task for row in rows for c in row if c.task is not None}
+        return None, None, None, None, None
+    rows = guided = _rows_of_controls(controls, batch)
+    conditions = None
+    if settings.cfg_scale is not None:  # field values become the model's own conditions
+        conditions = _condition_rows(rows, config.condition_labels)
+        guided = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
+    tasks = {c.task for row in guided for c in row if c.task is not None}
     if classifiers is None and tasks:
+        if not model.name_or_path:
+            raise ValueError(
+                f"The controls need classifier(s) for {sorted(tasks)}, and this model was not loaded from a "
+                "directory that could hold them: pass classifiers={task: LatentClassifier} to generate."
+            )
         classifiers = load_classifiers(model.name_or_path, tasks)
-    plan.classifiers = classifiers or {}
-    for control in {c for row in rows for c in row}:
-        task_config = plan.classifiers[control.task].config if control.task in plan.classifiers else None
+    classifiers = classifiers or {}
+    for control in {c for row in guided for c in row}:
+        task_config = classifiers[control.task].config if control.task in classifiers else None
         control.check(length, task_config)
-    if any(isinstance(c, Length) for row in rows for c in row):
+    length_known = words_only = None
+    if any(isinstance(c, Length) for row in guided for c in row):
         if has_known:
             raise ValueError(
                 "Length cannot be combined with input_ids or infill_mask; give the END position "
                 "in the infilling request instead."
             )
-        plan.known, plan.known_ids = _length_positions(rows, length, config)
-        plan.words_only = ~plan.known & plan.known.any(-1, keepdim=True)
+        length_known = _length_positions(guided, length, config)
+        words_only = ~length_known[0] & length_known[0].any(-1, keepdim=True)
+    guidance = None
     if tasks:
-        plan.targets = ClassifierGuidance.build_targets(rows, plan.classifiers, length)
-    return plan
+        guidance = ClassifierGuidance.from_controls(
+            guided,
+            classifiers,
+            length,
+            guidance_scale=settings.guidance_scale,
+            num_steps=settings.guidance_steps,
+            step_size=settings.guidance_step_size,
+            fluency_weight=settings.fluency_weight,
+        )
+    return rows, guidance, conditions, length_known, words_only
 
 
 def _draw_windows(
@@ -481,11 +522,3 @@ def _known_positions(
     if infill_mask.shape[0] not in (1, batch):
         raise ValueError(f"infill_mask must have 1 or {batch} rows, got {infill_mask.shape[0]}.")
     return ~infill_mask.expand(batch, -1), input_ids.clone()
-
-
-def _default(value, saved, name: str, fallback):
-    """The argument if given, else the saved generation config's value, else the library default."""
-    if value is not None:
-        return value
-    saved_value = getattr(saved, name, None) if saved is not None else None
-    return fallback if saved_value is None else saved_value

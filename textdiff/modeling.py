@@ -12,7 +12,6 @@ and, for the training loss, logits x · Eᵀ. The model knows nothing of noise s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from .configuration import TextDiffusionConfig
+from .layers import TransformerBlock, sinusoidal_embedding
 from .time_warping import TimeWarping
 
 if TYPE_CHECKING:
@@ -41,65 +41,6 @@ class DenoiserOutput:
 
     pred_x0: torch.Tensor
     logits: torch.Tensor | None = None
-
-
-def sinusoidal_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoidal features of integer timesteps.
-
-    Args:
-        timesteps: (B,) timesteps (integers, float values allowed).
-        dim: Feature width.
-
-    Returns:
-        (B, dim) features [cos(t·ω_k), sin(t·ω_k)], ω_k = max_period^(−k / (dim/2)).
-    """
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=timesteps.device) / half)
-    args = timesteps.float()[:, None] * freqs[None]  # (B, half)
-    features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        features = F.pad(features, (0, 1))
-    return features
-
-
-class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention on PyTorch's fused scaled-dot-product kernel."""
-
-    def __init__(self, config: TextDiffusionConfig) -> None:
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.out = nn.Linear(config.hidden_size, config.hidden_size)
-        self.attention_dropout = config.attention_dropout_prob
-
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """hidden: (B, L, H); attention_mask: (B, 1, 1, L) boolean, True = attend, or None."""
-        batch, length, width = hidden.shape
-        q, k, v = self.qkv(hidden).split(width, dim=-1)  # 3 × (B, L, H)
-        q, k, v = (x.view(batch, length, self.num_heads, -1).transpose(1, 2) for x in (q, k, v))  # (B, h, L, H/h)
-        dropout = self.attention_dropout if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout)
-        return self.out(attended.transpose(1, 2).reshape(batch, length, width))  # (B, L, H)
-
-
-class TransformerBlock(nn.Module):
-    """Pre-LayerNorm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
-
-    def __init__(self, config: TextDiffusionConfig) -> None:
-        super().__init__()
-        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attention = SelfAttention(config)
-        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = nn.Sequential(
-            nn.Linear(config.hidden_size, config.intermediate_size),
-            nn.GELU(),
-            nn.Linear(config.intermediate_size, config.hidden_size),
-        )
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        hidden = hidden + self.dropout(self.attention(self.attention_norm(hidden), attention_mask))
-        return hidden + self.dropout(self.mlp(self.mlp_norm(hidden)))
 
 
 class TiedRounding(nn.Module):
@@ -192,9 +133,14 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         emb = self.embedding_table()  # (V, d)
         return (x * x).sum(-1, keepdim=True) - 2 * x @ emb.T + (emb * emb).sum(-1)
 
+    def word_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Rounding scores −‖x − e_v‖² of every word at every position: (B, L, d) -> (B, L, V); the nearest word
+        scores highest (softmax of them is rounding's probability)."""
+        return -self.nearest_token_distances(x)
+
     def round(self, x: torch.Tensor) -> torch.Tensor:
         """Rounding: each latent to its nearest word, (B, L, d) -> (B, L) ids."""
-        return self.nearest_token_distances(x).argmin(-1)
+        return self.word_scores(x).argmax(-1)
 
     def clamp(self, x: torch.Tensor) -> torch.Tensor:
         """The clamping trick: replace each latent by its nearest embedding, (B, L, d) -> (B, L, d)."""

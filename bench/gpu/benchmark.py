@@ -290,8 +290,8 @@ def decoding_frontier(
     from transformers import AutoModelForCausalLM
 
     import textdiff
-    from eval.fluency import sample_autoregressive, teacher_score
-    from eval.harness import load_metric
+    from textdiff.evaluation.fluency import sample_autoregressive, teacher_score
+    from textdiff.evaluation.harness import load_metric
 
     model, tokenizer = textdiff.load_pretrained(str(model_dir))
     model.to(device).eval()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from ..modeling import TransformerBlock, sinusoidal_embedding
+from ..layers import TransformerBlock, sinusoidal_embedding
 
 TASKS = ("field_value", "pos", "spans")
 IGNORE = -100  # a target entry that does not count

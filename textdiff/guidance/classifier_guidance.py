@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..decoding_config import DecodingConfig
 from .classifier import IGNORE, LatentClassifier
 from .controls import Control
 
@@ -30,20 +31,22 @@ class ClassifierGuidance:
 
     Args:
         classifiers: {task: classifier} for every task the controls need.
-        targets: {task: batched target} (see `LatentClassifier.log_prob`), built by `from_controls`.
+        targets: {task: batched target} (see `LatentClassifier.log_prob`), built by `build_targets`; or build
+            both from the controls with `from_controls`.
         guidance_scale: w, the weight of the classifiers' log-probabilities.
         num_steps: K, Adagrad steps per denoising step (3 in the paper).
         step_size: η, the Adagrad learning rate (0.1 in the paper).
         fluency_weight: λ (the paper: semantic 0.01, POS 1e-4, spans 0.1).
         skip_last_fraction: Share of the final denoising steps left unguided (the paper: t < 10 of 200).
+    The defaults of w, K, η and λ are `textdiff.DecodingConfig`'s.
     """
 
     classifiers: dict[str, LatentClassifier]
     targets: dict[str, torch.Tensor]
-    guidance_scale: float = 1.0
-    num_steps: int = 3
-    step_size: float = 0.1
-    fluency_weight: float = 0.01
+    guidance_scale: float = DecodingConfig.guidance_scale
+    num_steps: int = DecodingConfig.guidance_steps
+    step_size: float = DecodingConfig.guidance_step_size
+    fluency_weight: float = DecodingConfig.fluency_weight
     skip_last_fraction: float = 0.05
 
     def __post_init__(self) -> None:
@@ -63,6 +66,15 @@ class ClassifierGuidance:
             )
         for classifier in self.classifiers.values():
             classifier.eval().requires_grad_(False)
+
+    @classmethod
+    def from_controls(
+        cls, controls: list[list[Control]], classifiers: dict[str, LatentClassifier], length: int, **settings
+    ) -> ClassifierGuidance:
+        """Guidance towards each row's controls (B lists) over `length` positions, with the classifiers their
+        tasks need (a missing one is an error naming how to train it); `settings` as the constructor's."""
+        targets = cls.build_targets(controls, classifiers, length)
+        return cls(classifiers={task: classifiers[task] for task in targets}, targets=targets, **settings)
 
     @staticmethod
     def build_targets(

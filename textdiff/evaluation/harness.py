@@ -19,16 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger("textdiff.eval")
+from textdiff.resources import metric_path
 
-METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+logger = logging.getLogger("textdiff.eval")
 
 
 def load_metric(name: str):
-    """An `evaluate` metric module kept in this repository (eval/metrics/NAME), loaded by local path."""
+    """One of textdiff's `evaluate` metric modules (textdiff/evaluation/metrics/NAME), loaded by its path."""
     import evaluate
 
-    return evaluate.load(str(METRICS_DIR / name))
+    return evaluate.load(metric_path(name))
 
 
 @dataclass
@@ -75,7 +75,7 @@ def run_evaluation(
     baseline_dir: str | None = None,
     num_samples: int = 200,
     num_inference_steps: int = 200,
-    data: str = "data/e2e",
+    data: str | None = None,
     split: str = "test",
     text_column: str = "text",
     num_references: int = 300,
@@ -83,13 +83,16 @@ def run_evaluation(
     nll_timesteps: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate and return the report (see the module docstring)."""
+    """Evaluate and return the report (see the module docstring); data None: the bundled E2E corpus."""
     from transformers import AutoTokenizer
 
     import textdiff  # noqa: F401  (registers the Auto classes)
-    from eval.fluency import load_causal_lm, sample_autoregressive, score_framed, teacher_score
-    from eval.likelihood import likelihood_bound
     from textdiff.data import frame_sequences, load_corpus
+    from textdiff.resources import bundled
+
+    data = str(bundled("data/e2e")) if data is None else data
+    from textdiff.evaluation.fluency import load_causal_lm, sample_autoregressive, score_framed, teacher_score
+    from textdiff.evaluation.likelihood import likelihood_bound
     from textdiff.loading import load_pretrained
 
     model, tokenizer = load_pretrained(model_dir)

@@ -36,7 +36,7 @@ class ControlSpans(evaluate.Metric):
         )
 
     def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
-        from eval.span_parser import SpanOracle
+        from textdiff.evaluation.span_parser import SpanOracle
 
         oracle = SpanOracle()
         found = total = 0

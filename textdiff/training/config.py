@@ -7,6 +7,12 @@
     training:   optimiser, schedule, batch, logging, checkpoints, DeepSpeed config
 
 Unknown keys and wrong types are errors that say which key and what is expected.
+
+Paths in a config file (data.dataset, tokenizer.path, training.init_from, training.deepspeed_config) are read
+relative to the config file's folder when something is there, else as given (relative to the working
+directory, or a datasets-hub id), so a config works from any directory and from the installed package's copy
+(textdiff/bundled/configs). Paths given as --set overrides are as given. training.output_dir is relative to the
+working directory: runs are written where the command runs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..resources import bundled, bundled_config
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -52,7 +60,7 @@ class DiffusionSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "data/e2e"  # local directory / file, or a datasets-hub id such as e2e_nlg
+    dataset: str | None = None  # local directory / file, or a datasets-hub id such as e2e_nlg (null: bundled E2E)
     text_column: str = "text"  # column holding the text
     train_split: str = "train"
     eval_split: str | None = "validation"  # null: no held-out loss
@@ -77,7 +85,7 @@ class TokenizerSection:
 class TrainingSection:
     output_dir: str = "runs/default"  # checkpoints/, model/ (the export), metrics.jsonl, samples.txt
     init_from: str | None = None  # start from a saved model's weights (fine-tuning; new layers start at zero)
-    deepspeed_config: str = "configs/deepspeed/zero0.json"  # ZeRO stage and engine settings
+    deepspeed_config: str | None = None  # ZeRO stage and engine settings (null: the bundled ZeRO-0 config)
     max_steps: int = 1000  # optimiser steps (the learning-rate schedule decays to 0 over them)
     max_minutes: float | None = None  # stop early, checkpoint and export after this wall-clock budget
     micro_batch_size: int = 64  # sequences per process per micro step
@@ -110,16 +118,26 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-        """Read a YAML run config, then apply `section.key=value` overrides (values parsed as YAML)."""
+        """Read a YAML run config (a file, or the name of a bundled one such as e2e-tiny), resolve its paths
+        against its folder, then apply `section.key=value` overrides (values parsed as YAML)."""
         path = Path(path)
+        if not path.is_file() and path.suffix == "" and path.parent == Path("."):
+            try:
+                path = bundled_config(path.name)
+            except FileNotFoundError:
+                pass
         if not path.is_file():
-            raise ValueError(f"Run config {path} does not exist; pass e.g. configs/e2e-tiny.yaml.")
+            bundled_names = sorted(p.stem for p in bundled("configs").glob("*.yaml"))
+            raise ValueError(
+                f"Run config {path} does not exist; pass a YAML file or a bundled config's name ({bundled_names})."
+            )
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ValueError(f"Run config {path} is not valid YAML: {error}") from None
         if not isinstance(raw, dict):
             raise ValueError(f"Run config {path} must be a mapping of sections, got {type(raw).__name__}.")
+        _resolve_paths(raw, path.resolve().parent)
         for override in overrides or []:
             key, sep, value = override.partition("=")
             section, dot, name = key.partition(".")
@@ -145,6 +163,10 @@ class RunConfig:
                 raise ValueError(f"Section {name!r} of {source} must be a mapping, got {values!r}.")
             built[name] = _build_section(section_type, values, f"{source}: {name}")
         config = cls(**built)
+        if config.data.dataset is None:
+            config.data.dataset = str(bundled("data/e2e"))
+        if config.training.deepspeed_config is None:
+            config.training.deepspeed_config = str(bundled("configs/deepspeed/zero0.json"))
         config.validate()
         return config
 
@@ -216,6 +238,18 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+PATH_KEYS = (("data", "dataset"), ("tokenizer", "path"), ("training", "init_from"), ("training", "deepspeed_config"))
+
+
+def _resolve_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Point the file's relative input paths at `folder` (the config file's) where something exists there."""
+    for section, key in PATH_KEYS:
+        values = raw.get(section)
+        value = values.get(key) if isinstance(values, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute() and (folder / value).exists():
+            values[key] = str((folder / value).resolve())
 
 
 def _build_section(section_type: type, values: dict[str, Any], where: str) -> Any:

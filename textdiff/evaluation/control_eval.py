@@ -7,8 +7,8 @@ guided decoding and for the unguided model, with the cost of guidance.
 Tasks, by target file: `target_attribute.json` → semantic content (`FieldValue`), `target_pos.json` → parts of
 speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`), `target_compose_pos_attr.json` → both
 POS and semantic content at once; `length` (no file) → `Length` targets taken from the word counts of the POS
-targets' sentences. Success is measured with the oracles of `eval/oracles.py` and `eval/span_parser.py` through
-the `evaluate` modules in eval/metrics; the lm-score is the teacher's perplexity of the samples. The unguided
+targets' sentences. Success is measured with the oracles of `textdiff.evaluation.oracles` and `.span_parser`
+through the `evaluate` modules in textdiff/evaluation/metrics; the lm-score is the teacher's perplexity of the samples. The unguided
 row decodes the same number of texts with the same seed and scores them against the same targets.
 """
 
@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.controls import ControlTarget, read_control_targets
+from textdiff.decoding_config import DecodingConfig
+from textdiff.evaluation.controls import ControlTarget, read_control_targets
+from textdiff.resources import bundled
 
 # Diffusion-LM, Table 2 (E2E): control success (%) and lm-score.
 PAPER = {
@@ -70,7 +72,7 @@ def controls_for(target: ControlTarget, task: str, span_labels: list[str] | None
 
 def success(task: str, texts: list[str], targets: list[ControlTarget]) -> dict[str, float]:
     """Control success of texts against their targets, through the evaluate modules (fractions in [0, 1])."""
-    from eval.harness import load_metric
+    from textdiff.evaluation.harness import load_metric
 
     scores = {}
     if task in ("semantic", "compose"):
@@ -152,22 +154,25 @@ def run_control_evaluation(
     num_targets: int | None = None,
     num_inference_steps: int = 200,
     batch_size: int = 50,
-    guidance_scale: float = 1.0,
-    guidance_steps: int = 3,
-    guidance_step_size: float = 0.1,
+    guidance_scale: float | None = None,
+    guidance_steps: int | None = None,
+    guidance_step_size: float | None = None,
     fluency_weight: float | None = None,
     cfg_scale: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate guided decoding on one target file against the unguided model (see the module docstring)."""
-    from eval.fluency import load_causal_lm, teacher_score
+    """Evaluate guided decoding on one target file against the unguided model (see the module docstring).
+
+    The guidance settings left as None are `textdiff.DecodingConfig`'s, except λ (fluency_weight): the paper's
+    value for the task (FLUENCY_WEIGHT)."""
+    from textdiff.evaluation.fluency import load_causal_lm, teacher_score
     from textdiff.loading import load_pretrained
 
     task = task_of(targets_path)
     model, tokenizer = load_pretrained(model_dir)
     teacher = load_causal_lm(teacher_dir, "--teacher")
     if task == "length":
-        pos_file = Path(__file__).resolve().parents[1] / "data" / "control_targets" / "target_pos.json"
+        pos_file = bundled("data/control_targets/target_pos.json")
         targets = length_targets(pos_file)
     else:
         targets = read_control_targets(targets_path)
@@ -183,14 +188,20 @@ def run_control_evaluation(
     classifiers = load_classifiers(model_dir, tasks)
     span_labels = classifiers["spans"].config.labels if "spans" in classifiers else None
     rows = [controls_for(t, task, span_labels) for t in targets]
-    weight = FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight
+    decoding = DecodingConfig.resolve(
+        guidance_scale=guidance_scale,
+        guidance_steps=guidance_steps,
+        guidance_step_size=guidance_step_size,
+        fluency_weight=FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight,
+        cfg_scale=cfg_scale,
+    )
     settings = {
         "classifiers": classifiers,
-        "cfg_scale": cfg_scale,
-        "guidance_scale": guidance_scale,
-        "guidance_steps": guidance_steps,
-        "guidance_step_size": guidance_step_size,
-        "fluency_weight": weight,
+        "cfg_scale": decoding.cfg_scale,
+        "guidance_scale": decoding.guidance_scale,
+        "guidance_steps": decoding.guidance_steps,
+        "guidance_step_size": decoding.guidance_step_size,
+        "fluency_weight": decoding.fluency_weight,
     }
 
     guided = "classifier guidance"

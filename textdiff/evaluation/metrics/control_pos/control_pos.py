@@ -30,7 +30,7 @@ class ControlPos(evaluate.Metric):
         )
 
     def _compute(self, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-        from eval.oracles import UPOS_TO_UNIVERSAL, PosOracle
+        from textdiff.evaluation.oracles import UPOS_TO_UNIVERSAL, PosOracle
 
         oracle = PosOracle()
         scores = []

@@ -23,9 +23,10 @@ def load_causal_lm(directory: str, flag: str = "--teacher") -> PreTrainedModel:
         ValueError: a local directory without config.json, or one that holds a model that is not a causal LM
             (e.g. a diffusion model's directory passed as the teacher), named with the flag it came from.
     """
-    import textdiff  # noqa: F401  (registers the textdiff config, so that its model_type can be named)
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    import textdiff  # noqa: F401  (registers the textdiff config, so that its model_type can be named)
 
     path = Path(directory)
     if path.is_dir():

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 from textdiff.guidance.controls import UPOS_TO_UNIVERSAL
+from textdiff.resources import bundled
 
-POS_DATA = Path(__file__).resolve().parents[1] / "data" / "pos_oracle"
+POS_DATA = bundled("data/pos_oracle")
 
 
 class PosOracle:

@@ -1,0 +1,61 @@
+"""The decoding settings, with the library's one set of defaults.
+
+`generate`, the CLI, the control evaluation and `ClassifierGuidance` all read their defaults from here. A
+setting left as None in a `generate` call comes from the model's saved generation config
+(`generation_config.json`, written by training) when it has one, else from these defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class DecodingConfig:
+    """How one `generate` call decodes.
+
+    Attributes:
+        num_inference_steps: Denoising steps, respaced evenly over the T training steps.
+        sampler: The reverse-process sampler's name (`textdiff.samplers.SAMPLERS`) or a `Sampler` instance.
+        clamp: The clamping trick: snap x̂0 to the nearest word embedding at every step.
+        guidance_scale: w, the weight of the classifiers' log-probabilities (classifier guidance).
+        guidance_steps: K, Adagrad steps on the latent after each denoising step (0: no guidance).
+        guidance_step_size: η, the Adagrad step size.
+        fluency_weight: λ, the weight of the fluency term ‖μ − x‖²/σ.
+        cfg_scale: s of classifier-free guidance for `FieldValue` controls on a conditional model (None: the
+            field values go through classifier guidance).
+    """
+
+    num_inference_steps: int = 200
+    sampler: Any = "ddpm"  # str | textdiff.samplers.Sampler
+    clamp: bool = True
+    guidance_scale: float = 1.0
+    guidance_steps: int = 3
+    guidance_step_size: float = 0.1
+    fluency_weight: float = 0.01
+    cfg_scale: float | None = None
+
+    SAVED = ("num_inference_steps", "sampler", "clamp")  # the settings a model's generation config may hold
+
+    def __post_init__(self) -> None:
+        if self.num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}.")
+        if self.guidance_steps < 0:
+            raise ValueError(f"guidance_steps must be >= 0, got {self.guidance_steps}.")
+        if self.guidance_step_size <= 0:
+            raise ValueError(f"guidance_step_size must be positive, got {self.guidance_step_size}.")
+        if self.fluency_weight < 0 or self.guidance_scale < 0:
+            raise ValueError("guidance_scale and fluency_weight must be non-negative.")
+
+    @classmethod
+    def resolve(cls, saved: Any = None, **given: Any) -> DecodingConfig:
+        """The settings `given` (None: not given), then a saved generation config's, then the defaults."""
+        unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown decoding setting(s) {sorted(unknown)}.")
+        values = {name: getattr(saved, name, None) for name in cls.SAVED} if saved is not None else {}
+        values = {k: v for k, v in values.items() if v is not None}
+        values.update({k: v for k, v in given.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,288 @@
+"""The syntax oracle: a small span-based constituency parser (Stern, Andreas, Klein 2017, "A Minimal Span-Based
+Neural Constituency Parser"), trained on the GUM constituency trees, used to check syntax-span controls.
+
+No pretrained parser can be downloaded here, so the oracle is trained from GUM (CC BY 4.0 annotations): a BiLSTM
+over words and PTB tags (from the bundled NLTK tagger, the same tags it sees at test time) scores every span
+(i, j) with a label or ∅; CKY finds the best binary bracketing; the spans labelled non-∅ are the parse. Trees are
+normalised as in evalb-style scoring: function tags stripped (NP-SBJ → NP), unary chains kept by their top
+label, preterminals and the root dropped.
+
+    python eval/span_parser.py --gum ../shared/data/gum_const   # train into ~/.cache/textdiff/span_oracle, held-out F1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+# The trained oracle is a cache, not part of the repository: built from GUM on first use (≈ 3 min on one core).
+def span_oracle_dir() -> Path:
+    """Where the trained oracle is cached: $TEXTDIFF_CACHE/span_oracle (read now, so a test or a job can point
+    every use, subprocesses included, at its own oracle), else ~/.cache/textdiff/span_oracle."""
+    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / "span_oracle"
+
+
+GUM = Path(os.environ.get("TEXTDIFF_GUM", Path(__file__).resolve().parents[3] / "shared" / "data" / "gum_const"))
+NULL, UNK, BOUNDARY = "∅", "<unk>", "<s>"
+
+
+# --- trees ---------------------------------------------------------------------------------------------------
+
+
+def read_ptb(path: Path) -> list[str]:
+    """The bracketed trees of a .ptb file, one string each (split at depth 0)."""
+    text, trees, depth, start = path.read_text(encoding="utf-8"), [], 0, None
+    for index, char in enumerate(text):
+        if char == "(":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                trees.append(text[start : index + 1])
+    return trees
+
+
+def base_label(label: str) -> str:
+    if label.startswith("-"):  # -LRB-, -NONE-
+        return label
+    return label.split("-")[0].split("=")[0]
+
+
+def tree_spans(bracketed: str) -> tuple[list[str], list[str], set[tuple[int, int, str]]]:
+    """(words, PTB tags, constituents) of a tree; constituents are (i, j, label), j exclusive."""
+    from nltk import Tree
+
+    tree = Tree.fromstring(bracketed)
+    words, tags, spans = [], [], set()
+
+    def visit(node: Tree) -> tuple[int, int]:
+        if isinstance(node[0], str):  # preterminal
+            words.append(node[0])
+            tags.append(node.label())
+            return len(words) - 1, len(words)
+        children = [visit(child) for child in node if not (isinstance(child, Tree) and child.label() == "-NONE-")]
+        start, end = children[0][0], children[-1][1]
+        if node.label() != "ROOT":
+            if not any(s[0] == start and s[1] == end for s in spans):  # unary chain: keep the top label
+                spans.add((start, end, base_label(node.label())))
+            else:
+                spans.discard(next(s for s in spans if s[0] == start and s[1] == end))
+                spans.add((start, end, base_label(node.label())))
+        return start, end
+
+    visit(tree)
+    return words, tags, spans
+
+
+# --- the model -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Vocab:
+    words: list[str]
+    tags: list[str]
+    labels: list[str]  # labels[0] == NULL
+
+    def encode(self, words: list[str], tags: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        word_index = {w: i for i, w in enumerate(self.words)}
+        tag_index = {t: i for i, t in enumerate(self.tags)}
+        w = (
+            [word_index[BOUNDARY]]
+            + [word_index.get(x.lower(), word_index[UNK]) for x in words]
+            + [word_index[BOUNDARY]]
+        )
+        t = [tag_index[BOUNDARY]] + [tag_index.get(x, tag_index[UNK]) for x in tags] + [tag_index[BOUNDARY]]
+        return torch.tensor(w), torch.tensor(t)
+
+
+class SpanScorer(nn.Module):
+    """BiLSTM over [<s>, w_1 … w_n, </s>]; span (i, j) = [f_j − f_i ; b_i − b_j] on fenceposts → label logits."""
+
+    def __init__(self, num_words: int, num_tags: int, num_labels: int, dim: int = 64, hidden: int = 128) -> None:
+        super().__init__()
+        self.words = nn.Embedding(num_words, dim)
+        self.tags = nn.Embedding(num_tags, dim // 2)
+        self.lstm = nn.LSTM(dim + dim // 2, hidden, num_layers=2, bidirectional=True, batch_first=True, dropout=0.2)
+        self.label = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_labels))
+        self.hidden = hidden
+
+    def forward(self, word_ids: torch.Tensor, tag_ids: torch.Tensor) -> torch.Tensor:
+        """word_ids, tag_ids: (n + 2,) for one sentence -> (n + 1, n + 1, labels) logits for fenceposts i < j."""
+        x = torch.cat([self.words(word_ids), self.tags(tag_ids)], dim=-1)[None]  # (1, n+2, 1.5·dim)
+        out, _ = self.lstm(x)
+        forward, backward = out[0, :, : self.hidden], out[0, :, self.hidden :]  # (n+2, H) each
+        fwd = forward[:-1]  # fencepost k: after word k (k = 0 … n)
+        bwd = backward[1:]
+        spans = torch.cat([fwd[None, :, :] - fwd[:, None, :], bwd[:, None, :] - bwd[None, :, :]], dim=-1)
+        return self.label(spans)  # (n+1, n+1, labels): [i, j] scores span i..j
+
+
+def cky(scores: torch.Tensor) -> set[tuple[int, int, int]]:
+    """Best binary bracketing; returns (i, j, label index) with label ≠ ∅.
+
+    scores: (n+1, n+1, labels) log-probabilities. Each span of the tree scores the log-odds of its best label
+    against ∅, or 0 if ∅ is likelier (it is then in the bracketing but not a constituent), so that the bracketing
+    with the most confident constituents wins (Stern et al.'s s(i, j, ∅) = 0). The whole sentence is one span.
+    """
+    n = scores.shape[0] - 1
+    log_odds, best = (scores[..., 1:] - scores[..., :1]).max(-1)  # (n+1, n+1) each
+    label_score = log_odds.clamp(min=0.0).tolist()
+    best_label = torch.where(log_odds > 0, best + 1, torch.zeros_like(best)).tolist()
+    chart: dict[tuple[int, int], tuple[float, int]] = {}
+    for length in range(1, n + 1):
+        for i in range(0, n - length + 1):
+            j = i + length
+            split_score, split = 0.0, -1
+            if length > 1:
+                split_score, split = max((chart[i, k][0] + chart[k, j][0], k) for k in range(i + 1, j))
+            chart[i, j] = (label_score[i][j] + split_score, split)
+    spans: set[tuple[int, int, int]] = set()
+
+    def backtrack(i: int, j: int) -> None:
+        if best_label[i][j] != 0:
+            spans.add((i, j, best_label[i][j]))
+        split = chart[i, j][1]
+        if split > 0:
+            backtrack(i, split)
+            backtrack(split, j)
+
+    if n > 0:
+        backtrack(0, n)
+    return spans
+
+
+class SpanOracle:
+    """Parse tokenised sentences into labelled spans (i, j inclusive, label), Diffusion-LM's span format."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        from safetensors.torch import load_file
+
+        from textdiff.evaluation.oracles import PosOracle
+
+        directory = span_oracle_dir() if directory is None else Path(directory)
+        if not (directory / "model.safetensors").is_file():
+            if not GUM.is_dir():
+                raise ValueError(
+                    f"No span oracle in {directory} and no GUM trees at {GUM} to train one; set TEXTDIFF_GUM to a "
+                    "folder of GUM .ptb files (or run python eval/span_parser.py --gum DIR --output DIR)."
+                )
+            train(GUM, directory)
+
+        meta = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
+        self.vocab = Vocab(meta["words"], meta["tags"], meta["labels"])
+        self.model = SpanScorer(len(self.vocab.words), len(self.vocab.tags), len(self.vocab.labels), **meta["sizes"])
+        self.model.load_state_dict(load_file(directory / "model.safetensors"))
+        self.model.eval()
+        self.tagger = PosOracle()
+
+    @torch.no_grad()
+    def parse(self, words: list[str]) -> set[tuple[int, int, str]]:
+        if not words:
+            return set()
+        tags = self.tagger.ptb_tags(words)
+        scores = self.model(*self.vocab.encode(words, tags)).log_softmax(-1)
+        return {(i, j - 1, self.vocab.labels[label]) for i, j, label in cky(scores)}
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+
+def labelled_f1(gold: list[set], predicted: list[set]) -> float:
+    matched = sum(len(g & p) for g, p in zip(gold, predicted))
+    total_gold, total_predicted = sum(map(len, gold)), sum(map(len, predicted))
+    precision, recall = matched / max(total_predicted, 1), matched / max(total_gold, 1)
+    return 2 * precision * recall / max(precision + recall, 1e-9)
+
+
+def train(
+    gum: Path, output: Path, epochs: int = 4, seed: int = 0, max_words: int = 60, max_files: int | None = None
+) -> dict[str, float]:
+    """Train on GUM (every 10th document held out for testing) and save; returns held-out labelled span F1.
+    max_files: use only the first N documents (a fixture-size oracle for tests; None: all 110)."""
+    from collections import Counter
+
+    from safetensors.torch import save_file
+    from tqdm.auto import tqdm
+
+    from textdiff.evaluation.oracles import PosOracle
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    files = sorted(gum.glob("*.ptb"))[:max_files]
+    if not files:
+        raise ValueError(f"No .ptb trees in {gum}; point --gum at the GUM constituency folder.")
+    tagger = PosOracle()
+    splits = {"train": [], "test": []}
+    for index, path in enumerate(files):
+        for bracketed in read_ptb(path):
+            words, _, spans = tree_spans(bracketed)
+            if 1 < len(words) <= max_words:
+                splits["test" if index % 10 == 0 else "train"].append((words, tagger.ptb_tags(words), spans))
+    counts = Counter(w.lower() for words, _, _ in splits["train"] for w in words)
+    vocab = Vocab(
+        words=[UNK, BOUNDARY] + sorted(w for w, c in counts.items() if c >= 2),
+        tags=[UNK, BOUNDARY] + sorted({t for _, tags, _ in splits["train"] for t in tags}),
+        labels=[NULL] + sorted({label for _, _, spans in splits["train"] for _, _, label in spans}),
+    )
+    label_index = {label: i for i, label in enumerate(vocab.labels)}
+    sizes = {"dim": 64, "hidden": 128}
+    model = SpanScorer(len(vocab.words), len(vocab.tags), len(vocab.labels), **sizes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for epoch in range(epochs):
+        model.train()
+        rng.shuffle(splits["train"])
+        for words, tags, spans in tqdm(splits["train"], desc=f"span parser epoch {epoch + 1}/{epochs}"):
+            word_ids, tag_ids = vocab.encode(
+                [w if counts[w.lower()] > 1 or rng.random() > 0.5 else UNK for w in words], tags
+            )
+            logits = model(word_ids, tag_ids)  # (n+1, n+1, labels)
+            n = len(words)
+            target = torch.zeros(n + 1, n + 1, dtype=torch.long)
+            for i, j, label in spans:
+                target[i, j] = label_index.get(label, 0)
+            upper = torch.triu(torch.ones(n + 1, n + 1, dtype=torch.bool), diagonal=1)
+            loss = nn.functional.cross_entropy(logits[upper], target[upper])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    output.mkdir(parents=True, exist_ok=True)
+    save_file(model.state_dict(), output / "model.safetensors")
+    (output / "vocab.json").write_text(
+        json.dumps(
+            {"words": vocab.words, "tags": vocab.tags, "labels": vocab.labels, "sizes": sizes}, ensure_ascii=False
+        )
+    )
+    oracle = SpanOracle(output)
+    gold = [{(i, j - 1, label) for i, j, label in spans} for _, _, spans in splits["test"]]
+    predicted = [oracle.parse(words) for words, _, _ in tqdm(splits["test"], desc="held-out parse")]
+    report = {
+        "labelled_span_f1": labelled_f1(gold, predicted),
+        "test_trees": len(gold),
+        "train_trees": len(splits["train"]),
+    }
+    (output / "heldout.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gum", type=Path, required=True, help="folder of GUM .ptb files")
+    parser.add_argument("--output", type=Path, default=None, help="default: $TEXTDIFF_CACHE/span_oracle")
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    print(json.dumps(train(args.gum, args.output or span_oracle_dir(), args.epochs), indent=2))
+
+
+if __name__ == "__main__":
+    main()
