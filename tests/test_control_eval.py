@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from textdiff.evaluation.control_eval import controls_for, fits, length_targets, success, task_of
+from textdiff.evaluation.control_eval import controls_for, fits, length_targets, success, suite_of
 from textdiff.evaluation.controls import read_control_targets
 from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
 
@@ -14,7 +14,7 @@ TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
 
 
 @pytest.mark.parametrize(
-    "name, task, kinds",
+    "name, suite, kinds",
     [
         ("target_attribute.json", "semantic", [FieldValue]),
         ("target_pos.json", "pos", [PartsOfSpeech]),
@@ -22,11 +22,11 @@ TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
         ("target_compose_pos_attr.json", "compose", [PartsOfSpeech, FieldValue]),
     ],
 )
-def test_every_target_file_becomes_controls(name, task, kinds):
-    assert task_of(str(TARGETS / name)) == task
+def test_every_target_file_becomes_controls(name, suite, kinds):
+    assert suite_of(str(TARGETS / name)) == suite
     targets = read_control_targets(TARGETS / name)
     for target in targets:
-        assert [type(c) for c in controls_for(target, task)] == kinds
+        assert [type(c) for c in controls_for(target, suite)] == kinds
 
 
 def test_length_targets_come_from_the_pos_sentences_and_too_long_ones_are_left_out():
@@ -40,7 +40,7 @@ def test_length_targets_come_from_the_pos_sentences_and_too_long_ones_are_left_o
 
 def test_an_unknown_target_file_is_a_clear_error():
     with pytest.raises(ValueError, match="Unknown control target file"):
-        task_of("targets.json")
+        suite_of("targets.json")
 
 
 def test_reference_sentences_meet_their_own_targets():

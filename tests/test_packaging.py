@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -107,9 +108,24 @@ def test_wheel_installs_one_package_that_works_outside_the_checkout(tmp_path):
     """Build the wheel, install it (no dependencies: they are this environment's) into a fresh virtualenv, and
     from a folder outside the checkout train 5 steps from a bundled config, generate, tag with the POS oracle
     and load an evaluate metric."""
-    wheels = tmp_path / "wheels"
+    source, wheels = tmp_path / "source", tmp_path / "wheels"  # built from a copy: no build/ left in the checkout
+    skip = shutil.ignore_patterns(
+        ".git", "runs", "build", "*.egg-info", "__pycache__", ".venv", ".whl", ".pytest_cache"
+    )
+    shutil.copytree(REPO, source, ignore=skip)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         check=True,
         cwd=tmp_path,
     )

@@ -250,7 +250,7 @@ def _eval_control(args: argparse.Namespace) -> int:
         cfg_scale=args.cfg_scale,
         seed=args.seed,
     )
-    output = Path(args.output or Path(args.model) / f"control-{report['task']}.json")
+    output = Path(args.output or Path(args.model) / f"control-{report['suite']}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     output.with_suffix(".md").write_text(control_markdown(report) + "\n", encoding="utf-8")
@@ -262,6 +262,8 @@ def _eval_control(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from textdiff.samplers import SAMPLERS
+
     parser = argparse.ArgumentParser(prog="textdiff", description="Text diffusion language models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -304,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--control-targets",
         default=None,
-        help="evaluate control instead: a Diffusion-LM target file (data/control_targets/target_*.json) or 'length'",
+        help="evaluate control instead: a Diffusion-LM target file (data/control_targets/target_*.json), or a "
+        "suite's name for its bundled file: semantic, pos, spans, compose, length",
     )
     ev.add_argument("--num-targets", type=int, default=None, help="use only the first N control targets")
     ev.add_argument("--batch-size", type=int, default=50, help="sequences decoded at once (control evaluation)")
@@ -327,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--sampler",
         default=None,
-        choices=["ddpm", "ddim", "dpm-solver++"],
+        choices=sorted(SAMPLERS),
         help="default: the model's saved setting, or ddpm",
     )
     gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
@@ -354,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--model", required=True)
     vis.add_argument("--output", required=True, help="trajectory.svg or trajectory.html")
     vis.add_argument("--steps", type=int, default=None)
-    vis.add_argument("--sampler", default=None, choices=["ddpm", "ddim", "dpm-solver++"])
+    vis.add_argument("--sampler", default=None, choices=sorted(SAMPLERS))
     vis.add_argument("--seed", type=int, default=0)
     vis.add_argument("--prompt", default=None)
     vis.add_argument("--rows", type=int, default=16, help="steps shown in the SVG heatmap")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-SCHEDULES = ("sqrt", "cosine", "linear")
+from .schedules import SCHEDULES
+
 PREDICTION_TYPES = ("x0", "logits")
 
 

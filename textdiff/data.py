@@ -7,7 +7,6 @@ The data walk: corpus → tokenizer → `[START] w_1 … w_n [END]` → either p
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import datasets
@@ -105,15 +104,6 @@ def load_corpus(source: str, split: str, text_column: str = "text") -> datasets.
     if len(dataset) == 0:
         raise ValueError(f"The {split} split of {source!r} is empty; a corpus needs at least one sentence.")
     return dataset
-
-
-MR_FIELD = re.compile(r"\s*([^\[\],]+)\[([^\]]*)\]")
-
-
-def parse_mr(mr: str) -> dict[str, str]:
-    """An E2E meaning representation as {field: value}: 'name[The Vaults], food[English]' ->
-    {'name': 'The Vaults', 'food': 'English'}."""
-    return {field.strip(): value.strip() for field, value in MR_FIELD.findall(mr)}
 
 
 def frame_sequences(

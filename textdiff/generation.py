@@ -437,7 +437,7 @@ def _condition_rows(rows: list[list[Control]], labels: list[str]) -> torch.Tenso
     for i, row in enumerate(rows):
         for control in row:
             if isinstance(control, FieldValue):
-                label = f"{control.key}={control.value}"
+                label = f"{control.field}={control.value}"
                 if label not in labels:
                     fields = sorted({known.split("=", 1)[0] for known in labels})
                     raise ValueError(

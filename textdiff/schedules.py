@@ -48,6 +48,7 @@ SCHEDULE_FUNCTIONS: dict[str, Callable[[int], torch.Tensor]] = {
     "cosine": cosine_betas,
     "linear": linear_betas,
 }
+SCHEDULES = tuple(SCHEDULE_FUNCTIONS)  # the registry's names, for configs and errors
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "[PAD]", "[START]", "[END]", "[UNK]"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
-TOKENIZER_KINDS = ("word", "bpe", "unigram")
 
 
 def train_tokenizer(
@@ -37,29 +36,39 @@ def train_tokenizer(
 
     Args:
         texts: The training sentences (the word-level kind expects whitespace-tokenised text, like E2E's).
-        kind: "word", "bpe" or "unigram".
+        kind: A name in TOKENIZER_KINDS: "word", "bpe" or "unigram".
         min_frequency: Word-level only: keep the words seen at least this many times.
         vocab_size: BPE and unigram only: number of entries, special tokens included.
         model_max_length: The longest sequence the model will see, stored with the tokenizer.
     """
-    if kind not in TOKENIZER_KINDS:
+    if kind not in TOKENIZER_TRAINERS:
         raise ValueError(f"Unknown tokenizer kind {kind!r}; choose one of {TOKENIZER_KINDS}.")
-    if kind == "unigram":
-        return _train_sentencepiece(texts, vocab_size, model_max_length)
-    if kind == "word":
-        if min_frequency < 1:
-            raise ValueError(f"min_frequency must be at least 1, got {min_frequency}.")
-        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordLevelTrainer(min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
-    else:
-        if vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}.")
-        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
-        tokenizer.normalizer = normalizers.NFKC()
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-        tokenizer.decoder = decoders.Metaspace()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
+    return TOKENIZER_TRAINERS[kind](texts, min_frequency, vocab_size, model_max_length)
+
+
+def _train_word_level(texts, min_frequency: int, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
+    """Whole words seen at least min_frequency times (the paper's E2E vocabulary)."""
+    if min_frequency < 1:
+        raise ValueError(f"min_frequency must be at least 1, got {min_frequency}.")
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.WordLevelTrainer(min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
+    return _wrap(tokenizer, texts, trainer, model_max_length)
+
+
+def _train_bpe(texts, min_frequency: int, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
+    """Byte-pair encoding of vocab_size entries over NFKC-normalised, Metaspace-split text."""
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}.")
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
+    return _wrap(tokenizer, texts, trainer, model_max_length)
+
+
+def _wrap(tokenizer: Tokenizer, texts, trainer, model_max_length: int) -> PreTrainedTokenizerBase:
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -71,7 +80,7 @@ def train_tokenizer(
     )
 
 
-def _train_sentencepiece(texts: Iterable[str], vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
+def _train_sentencepiece(texts, min_frequency: int, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
     """Unigram model with sentencepiece, loaded back through transformers' T5 tokenizer class (no sentinels)."""
     import sentencepiece as spm
     from transformers import T5Tokenizer
@@ -105,6 +114,11 @@ def _train_sentencepiece(texts: Iterable[str], vocab_size: int, model_max_length
             unk_token=UNK,
             model_max_length=model_max_length,
         )
+
+
+# The tokenizer kinds: tokenizer.kind of a run config -> its trainer.
+TOKENIZER_TRAINERS = {"word": _train_word_level, "bpe": _train_bpe, "unigram": _train_sentencepiece}
+TOKENIZER_KINDS = tuple(TOKENIZER_TRAINERS)
 
 
 def check_tokenizer_matches(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> None:

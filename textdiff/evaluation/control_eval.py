@@ -1,10 +1,10 @@
-"""Control evaluation on Diffusion-LM's target files (its Table 2): control success and lm-score per task, for
+"""Control evaluation on Diffusion-LM's target files (its Table 2): control success and lm-score per suite, for
 guided decoding and for the unguided model, with the cost of guidance.
 
     textdiff eval --model runs/e2e-cpu-long/model --teacher runs/ar-cpu-long/model \
         --control-targets data/control_targets/target_pos.json --num-targets 100
 
-Tasks, by target file: `target_attribute.json` → semantic content (`FieldValue`), `target_pos.json` → parts of
+Suites (`SUITES`), by target file: `target_attribute.json` → semantic content (`FieldValue`), `target_pos.json` → parts of
 speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`), `target_compose_pos_attr.json` → both
 POS and semantic content at once; `length` (no file) → `Length` targets taken from the word counts of the POS
 targets' sentences. Success is measured with the oracles of `textdiff.evaluation.oracles` and `.span_parser`
@@ -15,6 +15,7 @@ row decodes the same number of texts with the same seed and scores them against 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,82 +24,139 @@ from textdiff.decoding_config import DecodingConfig
 from textdiff.evaluation.controls import ControlTarget, read_control_targets
 from textdiff.resources import bundled
 
-# Diffusion-LM, Table 2 (E2E): control success (%) and lm-score.
-PAPER = {
-    "semantic": (81.2, 2.55),
-    "pos": (90.0, 5.16),
-    "spans": (93.8, 2.53),
-    "length": (99.9, 2.16),
+
+@dataclass(frozen=True)
+class ControlPart:
+    """One kind of target a suite asks for: the control that asks for it, the classifier task that control
+    needs (None: none), and how success is scored (an evaluate module of textdiff/evaluation/metrics)."""
+
+    classifier: str | None
+    control: Callable[[ControlTarget, list[str] | None], list]  # (target, span classifier's labels) -> controls
+    metric: str
+    result: str  # the metric's result key
+    references: Callable[[ControlTarget], Any]
+    describe: Callable[[ControlTarget], str]
+
+
+def _spans_control(target: ControlTarget, span_labels: list[str] | None) -> list:
+    """Spans whose label the span classifier does not know (NML, absent from the GUM-trained oracle) are not
+    asked for; they still count in the success rate."""
+    from textdiff.guidance import Spans
+
+    spans = Spans(target.spans).spans
+    if span_labels is not None:
+        spans = [s for s in spans if s[2] in span_labels]
+    return [Spans(spans)] if spans else []
+
+
+def _control(kind: str) -> Callable[[ControlTarget, list[str] | None], list]:
+    def build(target: ControlTarget, span_labels: list[str] | None) -> list:
+        from textdiff import guidance
+
+        value = {"FieldValue": target.attribute, "PartsOfSpeech": (target.pos,), "Length": (target.length,)}[kind]
+        return [getattr(guidance, kind)(*value)]
+
+    return build
+
+
+PARTS = {
+    "semantic": ControlPart(
+        "field_value",
+        _control("FieldValue"),
+        "control_semantic",
+        "semantic_accuracy",
+        lambda t: t.attribute[1],
+        lambda t: f"{t.attribute[0]} = {t.attribute[1]}",
+    ),
+    "pos": ControlPart(
+        "pos", _control("PartsOfSpeech"), "control_pos", "pos_accuracy", lambda t: t.pos, lambda t: " ".join(t.pos)
+    ),
+    "spans": ControlPart(
+        "spans",
+        _spans_control,
+        "control_spans",
+        "span_accuracy",
+        lambda t: [{"start": a, "end": b, "label": label} for a, b, label in t.spans],
+        lambda t: " ".join(f"{label}[{a},{b}]" for a, b, label in t.spans),
+    ),
+    "length": ControlPart(
+        None, _control("Length"), "control_length", "length_accuracy", lambda t: t.length, lambda t: f"{t.length} words"
+    ),
 }
-# Fluency weights λ per task, chosen on the first 40 targets of each file at 100 steps (docs/RESULTS.md has the
-# sweep; the paper's were semantic 0.01, POS 1e-4, spans 0.1, on its own loss scale). Length has no classifier.
-FLUENCY_WEIGHT = {"semantic": 1e-3, "pos": 0.1, "spans": 1e-4, "compose": 0.01, "length": 0.0}
 
 
-def task_of(targets_path: str) -> str:
-    """The task a Diffusion-LM target file (or "length") evaluates."""
+@dataclass(frozen=True)
+class ControlSuite:
+    """One row of Diffusion-LM's Table 2: a target file, the parts each target asks for (in the order their
+    controls are given), the fluency weight λ of its guidance, and the paper's (success %, lm-score)."""
+
+    name: str
+    target_file: str  # in data/control_targets; "length" is derived from the POS targets' sentences
+    parts: tuple[str, ...]
+    fluency_weight: float
+    paper: tuple[float, float] | None = None
+
+    def classifier_tasks(self) -> set[str]:
+        return {PARTS[part].classifier for part in self.parts if PARTS[part].classifier}
+
+    def controls(self, target: ControlTarget, span_labels: list[str] | None = None) -> list:
+        return [control for part in self.parts for control in PARTS[part].control(target, span_labels)]
+
+    def describe(self, target: ControlTarget) -> str:
+        return "; ".join(PARTS[part].describe(target) for part in sorted(self.parts, key=_SCORE_ORDER.index))
+
+
+# Fluency weights λ, chosen on the first 40 targets of each file at 100 steps (docs/RESULTS.md has the sweep; the
+# paper's were semantic 0.01, POS 1e-4, spans 0.1, on its own loss scale); the paper's Table 2 (E2E) figures.
+# Length has no classifier.
+SUITES = {
+    suite.name: suite
+    for suite in (
+        ControlSuite("semantic", "target_attribute.json", ("semantic",), 1e-3, (81.2, 2.55)),
+        ControlSuite("pos", "target_pos.json", ("pos",), 0.1, (90.0, 5.16)),
+        ControlSuite("spans", "target_spans.json", ("spans",), 1e-4, (93.8, 2.53)),
+        ControlSuite("compose", "target_compose_pos_attr.json", ("pos", "semantic"), 0.01),
+        ControlSuite("length", "length", ("length",), 0.0, (99.9, 2.16)),
+    )
+}
+_SCORE_ORDER = ["semantic", "pos", "spans", "length"]  # the order of scores and descriptions in reports
+
+
+def suite_of(targets_path: str) -> str:
+    """The suite a Diffusion-LM target file evaluates; a suite's name (e.g. "pos", "length") names itself."""
+    if targets_path in SUITES:
+        return targets_path
     name = Path(targets_path).name
-    tasks = {
-        "target_attribute.json": "semantic",
-        "target_pos.json": "pos",
-        "target_spans.json": "spans",
-        "target_compose_pos_attr.json": "compose",
-        "length": "length",
-    }
-    if name not in tasks:
-        raise ValueError(f"Unknown control target file {targets_path!r}; use one of {sorted(tasks)} (or 'length').")
-    return tasks[name]
+    by_file = {suite.target_file: suite.name for suite in SUITES.values()}
+    if name not in by_file:
+        files = sorted(f for f in by_file if f != "length")
+        raise ValueError(
+            f"Unknown control target file {targets_path!r}; use one of {files}, or a suite's name {sorted(SUITES)} "
+            "for its bundled file."
+        )
+    return by_file[name]
 
 
-def controls_for(target: ControlTarget, task: str, span_labels: list[str] | None = None) -> list:
-    """The `textdiff.guidance` controls that ask for one target. With `span_labels` (the span classifier's), spans
-    whose label it does not know (NML, absent from the GUM-trained oracle) are not asked for; they still count
-    in the success rate."""
-    from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
-
-    if task == "semantic":
-        return [FieldValue(*target.attribute)]
-    if task == "pos":
-        return [PartsOfSpeech(target.pos)]
-    if task == "spans":
-        spans = Spans(target.spans).spans
-        if span_labels is not None:
-            spans = [s for s in spans if s[2] in span_labels]
-        return [Spans(spans)] if spans else []
-    if task == "length":
-        return [Length(target.length)]
-    return [PartsOfSpeech(target.pos), FieldValue(*target.attribute)]
+def controls_for(target: ControlTarget, suite: str, span_labels: list[str] | None = None) -> list:
+    """The `textdiff.guidance` controls that ask for one target of a suite."""
+    return SUITES[suite].controls(target, span_labels)
 
 
-def success(task: str, texts: list[str], targets: list[ControlTarget]) -> dict[str, float]:
-    """Control success of texts against their targets, through the evaluate modules (fractions in [0, 1])."""
+def success(suite: str, texts: list[str], targets: list[ControlTarget]) -> dict[str, float]:
+    """Control success of texts against their targets, per part, through the evaluate modules (in [0, 1])."""
     from textdiff.evaluation.harness import load_metric
 
     scores = {}
-    if task in ("semantic", "compose"):
-        values = [t.attribute[1] for t in targets]
-        scores["semantic"] = load_metric("control_semantic").compute(predictions=texts, references=values)[
-            "semantic_accuracy"
-        ]
-    if task in ("pos", "compose"):
-        scores["pos"] = load_metric("control_pos").compute(predictions=texts, references=[t.pos for t in targets])[
-            "pos_accuracy"
-        ]
-    if task == "spans":
-        references = [[{"start": a, "end": b, "label": label} for a, b, label in t.spans] for t in targets]
-        scores["spans"] = load_metric("control_spans").compute(predictions=texts, references=references)[
-            "span_accuracy"
-        ]
-    if task == "length":
-        scores["length"] = load_metric("control_length").compute(
-            predictions=texts, references=[t.length for t in targets]
-        )["length_accuracy"]
+    for name in sorted(SUITES[suite].parts, key=_SCORE_ORDER.index):
+        part = PARTS[name]
+        references = [part.references(t) for t in targets]
+        scores[name] = load_metric(part.metric).compute(predictions=texts, references=references)[part.result]
     return scores
 
 
 @dataclass
 class ControlRow:
-    """One decoding route on one task."""
+    """One decoding route on one suite."""
 
     route: str  # "classifier guidance", "unguided", ...
     success: dict[str, float]
@@ -117,18 +175,6 @@ def fits(target: ControlTarget, max_words: int) -> bool:
     """Whether a model that writes at most `max_words` words can meet the target at all."""
     longest = max([target.length or 0] + [end + 1 for _, end, _ in target.spans or []])
     return longest <= max_words
-
-
-def describe(target: ControlTarget, task: str) -> str:
-    if task == "semantic":
-        return f"{target.attribute[0]} = {target.attribute[1]}"
-    if task == "pos":
-        return " ".join(target.pos)
-    if task == "spans":
-        return " ".join(f"{label}[{a},{b}]" for a, b, label in target.spans)
-    if task == "length":
-        return f"{target.length} words"
-    return f"{target.attribute[0]} = {target.attribute[1]}; " + " ".join(target.pos)
 
 
 def decode(model, tokenizer, rows: list[list] | None, batch: int, num: int, steps: int, seed: int, **guidance):
@@ -164,16 +210,17 @@ def run_control_evaluation(
     """Evaluate guided decoding on one target file against the unguided model (see the module docstring).
 
     The guidance settings left as None are `textdiff.DecodingConfig`'s, except λ (fluency_weight): the paper's
-    value for the task (FLUENCY_WEIGHT)."""
+    value for the suite (`SUITES`)."""
     from textdiff.evaluation.fluency import load_causal_lm, teacher_score
     from textdiff.loading import load_pretrained
 
-    task = task_of(targets_path)
+    suite = SUITES[suite_of(targets_path)]
     model, tokenizer = load_pretrained(model_dir)
     teacher = load_causal_lm(teacher_dir, "--teacher")
-    if task == "length":
-        pos_file = bundled("data/control_targets/target_pos.json")
-        targets = length_targets(pos_file)
+    if suite.name == "length":
+        targets = length_targets(bundled("data/control_targets/target_pos.json"))
+    elif targets_path in SUITES:  # a suite's name: its bundled target file
+        targets = read_control_targets(bundled(f"data/control_targets/{suite.target_file}"))
     else:
         targets = read_control_targets(targets_path)
     targets = targets[:num_targets] if num_targets else targets
@@ -183,16 +230,15 @@ def run_control_evaluation(
     # The classifiers the guided route needs, loaded once (field values go to the model itself under CFG).
     from textdiff.guidance import load_classifiers
 
-    needed = {"semantic": {"field_value"}, "pos": {"pos"}, "spans": {"spans"}, "compose": {"pos", "field_value"}}
-    tasks = needed.get(task, set()) - ({"field_value"} if cfg_scale is not None else set())
+    tasks = suite.classifier_tasks() - ({"field_value"} if cfg_scale is not None else set())
     classifiers = load_classifiers(model_dir, tasks)
     span_labels = classifiers["spans"].config.labels if "spans" in classifiers else None
-    rows = [controls_for(t, task, span_labels) for t in targets]
+    rows = [suite.controls(t, span_labels) for t in targets]
     decoding = DecodingConfig.resolve(
         guidance_scale=guidance_scale,
         guidance_steps=guidance_steps,
         guidance_step_size=guidance_step_size,
-        fluency_weight=FLUENCY_WEIGHT[task] if fluency_weight is None else fluency_weight,
+        fluency_weight=suite.fluency_weight if fluency_weight is None else fluency_weight,
         cfg_scale=cfg_scale,
     )
     settings = {
@@ -205,11 +251,11 @@ def run_control_evaluation(
     }
 
     guided = "classifier guidance"
-    if task == "length":
+    if suite.name == "length":
         guided = "length (END fixed)"
     elif cfg_scale is not None:
         guided = f"classifier-free guidance (s = {cfg_scale:g})" + (
-            " + classifier guidance" if task == "compose" else ""
+            " + classifier guidance" if suite.name == "compose" else ""
         )
     report_rows = []
     for route, controls, kwargs in [
@@ -222,15 +268,15 @@ def run_control_evaluation(
         report_rows.append(
             ControlRow(
                 route=route,
-                success=success(task, texts, targets),
+                success=success(suite.name, texts, targets),
                 lm_score=teacher_score(texts, teacher, tokenizer).perplexity,
                 seconds=seconds,
                 num_texts=len(texts),
-                examples=[(describe(t, task), text) for t, text in zip(targets[:5], texts[:5])],
+                examples=[(suite.describe(t), text) for t, text in zip(targets[:5], texts[:5])],
             )
         )
     return {
-        "task": task,
+        "suite": suite.name,
         "targets": str(targets_path),
         "model": model_dir,
         "teacher": teacher_dir,
@@ -241,7 +287,7 @@ def run_control_evaluation(
             **{name: value for name, value in settings.items() if name != "classifiers"},
         },
         "targets_left_out": too_long,  # longer than the model's max_position_embeddings − 2 words
-        "paper": PAPER.get(task),
+        "paper": suite.paper,
         "guided_cost": report_rows[0].seconds / report_rows[1].seconds,
         "rows": [asdict(r) for r in report_rows],
     }
@@ -250,7 +296,7 @@ def run_control_evaluation(
 def control_markdown(report: dict[str, Any]) -> str:
     """The control report as a markdown table."""
     lines = [
-        f"Task: {report['task']} ({report['settings']['num_targets']} targets, {report['targets_left_out']} left out "
+        f"Suite: {report['suite']} ({report['settings']['num_targets']} targets, {report['targets_left_out']} left out "
         f"as longer than the model can write; {report['settings']['num_inference_steps']} steps); guided decoding "
         f"costs {report['guided_cost']:.2f}× unguided.",
         "",

@@ -34,12 +34,19 @@ class ControlTarget:
     length: int | None = None
 
 
+# Field names as Diffusion-LM's target files spell them -> the E2E meaning-representation keys the classifiers
+# and conditional models are trained on.
+FIELD_ALIASES = {"Type": "eatType", "price": "priceRange", "family friendly": "familyFriendly"}
+
+
 def _attribute(tokens: list[str]) -> tuple[str, str]:
-    """[field words..., ":", value words...] -> (field, value); fields may be several words ("customer rating")."""
+    """[field words..., ":", value words...] -> (E2E field, value); fields may be several words ("customer
+    rating"); the target files' spellings of three fields become their MR keys (FIELD_ALIASES)."""
     if ":" not in tokens or tokens.index(":") == 0 or tokens.index(":") == len(tokens) - 1:
         raise ValueError(f"An attribute target must look like [field..., ':', value...], got {tokens!r}.")
     split = tokens.index(":")
-    return " ".join(tokens[:split]), " ".join(tokens[split + 1 :])
+    field = " ".join(tokens[:split])
+    return FIELD_ALIASES.get(field, field), " ".join(tokens[split + 1 :])
 
 
 def parse_target(record: dict | list) -> ControlTarget:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModel
 
-from .classifier import IGNORE, TASKS, LatentClassifier, LatentClassifierConfig, LatentClassifierOutput
+from .classifier import LatentClassifier, LatentClassifierConfig, LatentClassifierOutput
 from .classifier_guidance import ClassifierGuidance
 from .controls import UPOS_TO_UNIVERSAL, Control, FieldValue, Length, PartsOfSpeech, Spans
+from .tasks import CLASSIFIER_TASKS, IGNORE, TASKS, ClassifierTask, classifier_task
 
 AutoConfig.register(LatentClassifierConfig.model_type, LatentClassifierConfig)
 AutoModel.register(LatentClassifierConfig, LatentClassifier)
@@ -37,10 +38,12 @@ def load_classifiers(model_dir: str | Path, tasks: set[str] | list[str]) -> dict
 
 __all__ = [
     "CLASSIFIERS_DIR",
+    "CLASSIFIER_TASKS",
     "IGNORE",
     "TASKS",
     "UPOS_TO_UNIVERSAL",
     "ClassifierGuidance",
+    "ClassifierTask",
     "Control",
     "FieldValue",
     "LatentClassifier",
@@ -50,5 +53,6 @@ __all__ = [
     "PartsOfSpeech",
     "Spans",
     "classifier_path",
+    "classifier_task",
     "load_classifiers",
 ]

@@ -1,7 +1,7 @@
 """Classifiers on noisy latents, p(c | x_t) (Diffusion-LM §5.2): what classifier guidance differentiates.
 
 Each classifier reads the latents the diffusion runs on (the frozen model's word-embedding space), at any noise
-level, and predicts one kind of control:
+level, and predicts one kind of control (a `ClassifierTask` of `textdiff.guidance.tasks`, which owns the head):
 
     x_t (B, L, d), t → up-projection + learned positions + timestep embedding → small transformer → h (B, L, H)
       field_value: per position, scores for every (field, value or absent); pooled over positions by
@@ -16,25 +16,21 @@ summed log-probability of a batched target (entries equal to IGNORE are skipped)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ..layers import TransformerBlock, sinusoidal_embedding
-
-TASKS = ("field_value", "pos", "spans")
-IGNORE = -100  # a target entry that does not count
+from .tasks import IGNORE, TASKS, classifier_task
 
 
 class LatentClassifierConfig(PretrainedConfig):
     """Settings of `LatentClassifier`.
 
     Args:
-        task: "field_value", "pos" or "spans" (see the module docstring).
+        task: A name in `textdiff.guidance.tasks.CLASSIFIER_TASKS`: "field_value", "pos" or "spans".
         labels: The classes of a "pos" or "spans" classifier (for "spans", labels[0] is the non-constituent).
         fields: For "field_value": {field: [values]}, e.g. {"food": ["English", "Italian", ...]}.
         embedding_dim: Width d of the diffusion model's latents.
@@ -85,10 +81,7 @@ class LatentClassifierConfig(PretrainedConfig):
     def validate_settings(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"LatentClassifierConfig.task must be one of {TASKS}, got {self.task!r}.")
-        if self.task in ("pos", "spans") and len(self.labels) < 2:
-            raise ValueError(f"A {self.task!r} classifier needs at least two labels, got {self.labels!r}.")
-        if self.task == "field_value" and (not self.fields or not all(self.fields.values())):
-            raise ValueError("A 'field_value' classifier needs `fields`: {field: [values, ...]}, none empty.")
+        classifier_task(self.task).check(self)
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"LatentClassifierConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -98,9 +91,7 @@ class LatentClassifierConfig(PretrainedConfig):
     @property
     def num_outputs(self) -> int:
         """Width of the output layer: one logit per label, or per (field, value or absent)."""
-        if self.task == "field_value":
-            return sum(len(values) + 1 for values in self.fields.values())
-        return len(self.labels)
+        return classifier_task(self.task).num_outputs(self)
 
 
 @dataclass
@@ -114,7 +105,7 @@ class LatentClassifierOutput:
 
 
 class LatentClassifier(PreTrainedModel):
-    """A transformer classifier p(c | x_t, t) on noisy latents; its head is chosen by `config.task`."""
+    """A transformer classifier p(c | x_t, t) on noisy latents; its head is its task's (`config.task`)."""
 
     config_class = LatentClassifierConfig
     base_model_prefix = "classifier"
@@ -132,8 +123,9 @@ class LatentClassifier(PreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.blocks = nn.ModuleList([TransformerBlock(config) for _ in range(config.num_hidden_layers)])
         self.output_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        span_input = 3 * hidden if config.task == "spans" else hidden  # [h_i; h_j; h_i ⊙ h_j]
-        self.head = nn.Sequential(nn.Linear(span_input, hidden), nn.GELU(), nn.Linear(hidden, config.num_outputs))
+        self.task = classifier_task(config.task)
+        head_input = self.task.head_inputs * hidden  # spans: [h_i; h_j; h_i ⊙ h_j]
+        self.head = nn.Sequential(nn.Linear(head_input, hidden), nn.GELU(), nn.Linear(hidden, config.num_outputs))
         self.post_init()
 
     def encode(self, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -163,33 +155,13 @@ class LatentClassifier(PreTrainedModel):
             spans: "spans" task only: (B, S, 2) start and end positions (inclusive) of the spans to label.
         """
         hidden = self.encode(x_t, timesteps)  # (B, L, H)
-        if self.config.task == "pos":
-            return LatentClassifierOutput(logits=self.head(hidden))
-        if self.config.task == "field_value":  # log-mean-exp over positions: a soft "any position says so"
-            scores = self.head(hidden)  # (B, L, Σ)
-            return LatentClassifierOutput(logits=scores.logsumexp(1) - math.log(scores.shape[1]))
-        if spans is None:
-            raise ValueError("A 'spans' classifier needs the spans to label: a (B, S, 2) tensor of positions.")
-        index = spans.clamp(min=0)[..., None].expand(-1, -1, -1, hidden.shape[-1])  # (B, S, 2, H)
-        ends = hidden[:, None].expand(-1, spans.shape[1], -1, -1).gather(2, index)  # (B, S, 2, H)
-        start, end = ends[:, :, 0], ends[:, :, 1]
-        return LatentClassifierOutput(logits=self.head(torch.cat([start, end, start * end], dim=-1)))
-
-    def per_field_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """(B, Σ) field-value logits -> (B, F, W): one row per field, padded with −1e9 to the widest field."""
-        sizes = [len(values) + 1 for values in self.config.fields.values()]
-        width = max(sizes)
-        return torch.stack([F.pad(b, (0, width - b.shape[-1]), value=-1e9) for b in logits.split(sizes, dim=-1)], 1)
+        return LatentClassifierOutput(logits=self.task.logits(self.head, hidden, spans))
 
     def logits_and_labels(
         self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The task's logits (..., C) aligned with the labels (...) of a batched target (see `log_prob`)."""
-        if self.config.task == "spans":
-            return self(x_t, timesteps, spans=target[..., :2]).logits, target[..., 2]  # (B, S, C), (B, S)
-        if self.config.task == "pos":
-            return self(x_t, timesteps).logits, target  # (B, L, C), (B, L)
-        return self.per_field_logits(self(x_t, timesteps).logits), target  # (B, F, W), (B, F)
+        return self.task.logits_and_labels(self, x_t, timesteps, target)
 
     def log_prob(self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Σ log p(target | x_t) per row, skipping IGNORE entries: the quantity classifier guidance raises.
@@ -209,5 +181,5 @@ class LatentClassifier(PreTrainedModel):
 
     def loss(self, x_t: torch.Tensor, timesteps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy per counted target entry (for training)."""
-        count = (target[..., 2] if self.config.task == "spans" else target).ne(IGNORE).sum().clamp(min=1)
+        count = self.task.labels(target).ne(IGNORE).sum().clamp(min=1)
         return -self.log_prob(x_t, timesteps, target).sum() / count

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from ..decoding_config import DecodingConfig
-from .classifier import IGNORE, LatentClassifier
+from .classifier import LatentClassifier
 from .controls import Control
+from .tasks import classifier_task
 
 
 @dataclass
@@ -99,21 +100,10 @@ class ClassifierGuidance:
                     )
                 slots = rows_by_task.setdefault(control.task, [None] * len(controls))
                 row_target = control.target(length, classifiers[control.task].config)
-                slots[row] = row_target if slots[row] is None else _merge(slots[row], row_target, control)
-        targets = {}
-        for task, rows in rows_by_task.items():
-            template = next(r for r in rows if r is not None)
-            if task == "spans":  # a different number of spans per row: pad with IGNORE labels
-                width = max(r.shape[0] for r in rows if r is not None)
-                padded = torch.full((len(rows), width, 3), IGNORE, dtype=torch.long)
-                padded[..., :2] = 1
-                for i, r in enumerate(rows):
-                    if r is not None:
-                        padded[i, : r.shape[0]] = r
-                targets[task] = padded
-            else:
-                targets[task] = torch.stack([torch.full_like(template, IGNORE) if r is None else r for r in rows])
-        return targets
+                if slots[row] is not None:
+                    row_target = classifier_task(control.task).merge(slots[row], row_target, control)
+                slots[row] = row_target
+        return {task: classifier_task(task).stack(rows) for task, rows in rows_by_task.items()}
 
     def active(self, step_index: int, num_inference_steps: int) -> bool:
         """Whether denoising step `step_index` (0-based) is guided: all but the final skip_last_fraction."""
@@ -151,12 +141,3 @@ class ClassifierGuidance:
     def log_prob(self, x: torch.Tensor, timestep: int) -> torch.Tensor:
         """Σ_c log p_c(target_c | x) per row, (B,): how well the latent meets its controls (for tests and logs)."""
         return self._log_prob(x, timestep)
-
-
-def _merge(first: torch.Tensor, second: torch.Tensor, control: Control) -> torch.Tensor:
-    """Two controls of one task in one row: spans concatenate; field values must name different fields."""
-    if control.task == "spans":
-        return torch.cat([first, second])
-    if control.task == "field_value" and not ((first != IGNORE) & (second != IGNORE)).any():
-        return torch.where(second != IGNORE, second, first)
-    raise ValueError(f"Two {type(control).__name__} controls for the same row conflict; give one per field/row.")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .classifier import IGNORE, LatentClassifierConfig
+from .classifier import LatentClassifierConfig
+from .tasks import IGNORE
 
 # UD's 17 UPOS tags -> the 12 universal tags of Petrov et al. (2012) (AUX is a verb; SCONJ an adposition, as PTB's
 # IN maps to ADP). Diffusion-LM's POS targets use UPOS; textdiff's tagger oracle and POS classifier the 12.
@@ -38,9 +39,6 @@ UPOS_TO_UNIVERSAL = {
     "X": "X",
 }
 FRAME_LABELS = ("START", "END", "PAD")  # the POS classifier's labels for the framing positions
-
-# Field names as Diffusion-LM's target files spell them -> the E2E meaning-representation keys.
-FIELD_ALIASES = {"Type": "eatType", "price": "priceRange", "family friendly": "familyFriendly"}
 
 
 class Control(ABC):
@@ -70,23 +68,19 @@ class FieldValue(Control):
     value: str
     task = "field_value"
 
-    @property
-    def key(self) -> str:
-        return FIELD_ALIASES.get(self.field, self.field)
-
     def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
         if config is None:
             return
-        if self.key not in config.fields:
+        if self.field not in config.fields:
             raise ValueError(f"Unknown field {self.field!r}; the classifier knows {sorted(config.fields)}.")
-        if self.value not in config.fields[self.key]:
+        if self.value not in config.fields[self.field]:
             raise ValueError(
-                f"Unknown value {self.value!r} for field {self.field!r}; known values: {config.fields[self.key]}."
+                f"Unknown value {self.value!r} for field {self.field!r}; known values: {config.fields[self.field]}."
             )
 
     def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
         row = torch.full((len(config.fields),), IGNORE, dtype=torch.long)  # (F,)
-        row[list(config.fields).index(self.key)] = config.fields[self.key].index(self.value) + 1
+        row[list(config.fields).index(self.field)] = config.fields[self.field].index(self.value) + 1
         return row
 
 

@@ -21,14 +21,12 @@ class SamplerOutput:
 
     Attributes:
         prev_sample: (B, L, d) the latent at the next (less noisy) timestep.
-        pred_x0: (B, L, d) the x0 estimate the step used.
         mean: (B, L, d) the deterministic part of the step, so that prev_sample = mean + std · ε.
         std: σ of the step's noise (0.0 for a deterministic step). Classifier guidance uses (mean, std) as the
             Gaussian p(x_s | x_t) of its fluency term.
     """
 
     prev_sample: torch.Tensor
-    pred_x0: torch.Tensor
     mean: torch.Tensor
     std: float
 

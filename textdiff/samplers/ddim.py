@@ -58,4 +58,4 @@ class DDIMSampler(Sampler):
         mean = math.sqrt(alpha_bar_prev) * pred_x0 + direction
         std = math.sqrt(variance) if variance > 0 else 0.0
         prev_sample = mean + std * randn_like(sample, generator) if std > 0 else mean
-        return SamplerOutput(prev_sample=prev_sample, pred_x0=pred_x0, mean=mean, std=std)
+        return SamplerOutput(prev_sample=prev_sample, mean=mean, std=std)

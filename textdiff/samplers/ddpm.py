@@ -43,7 +43,7 @@ class DDPMSampler(Sampler):
         # 2. Add σ̃ ε, except on the last step.
         variance = beta_t * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t)
         if prev < 0 or variance <= 0.0:
-            return SamplerOutput(prev_sample=mean, pred_x0=pred_x0, mean=mean, std=0.0)
+            return SamplerOutput(prev_sample=mean, mean=mean, std=0.0)
         std = math.sqrt(variance)
         noise = randn_like(sample, generator)
-        return SamplerOutput(prev_sample=mean + std * noise, pred_x0=pred_x0, mean=mean, std=std)
+        return SamplerOutput(prev_sample=mean + std * noise, mean=mean, std=std)

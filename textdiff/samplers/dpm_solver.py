@@ -51,7 +51,7 @@ class DPMSolverSampler(Sampler):
         prev = self.previous_timestep(t)
         if prev < 0:
             self._previous = None
-            return SamplerOutput(prev_sample=pred_x0, pred_x0=pred_x0, mean=pred_x0, std=0.0)
+            return SamplerOutput(prev_sample=pred_x0, mean=pred_x0, std=0.0)
         lambda_t, lambda_s = self._lambda(t), self._lambda(prev)
         alpha_s = math.sqrt(self.alpha_bar(prev))
         sigma_t, sigma_s = math.sqrt(1 - self.alpha_bar(t)), math.sqrt(1 - self.alpha_bar(prev))
@@ -67,4 +67,4 @@ class DPMSolverSampler(Sampler):
 
         # 2. The exponential-integrator update.
         prev_sample = (sigma_s / sigma_t) * sample - alpha_s * math.expm1(-h) * estimate
-        return SamplerOutput(prev_sample=prev_sample, pred_x0=pred_x0, mean=prev_sample, std=0.0)
+        return SamplerOutput(prev_sample=prev_sample, mean=prev_sample, std=0.0)

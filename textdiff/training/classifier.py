@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from textdiff.data import BatchOrder, load_corpus, parse_mr
-from textdiff.guidance import IGNORE, LatentClassifier, LatentClassifierConfig, classifier_path
+from textdiff.data import BatchOrder, load_corpus
+from textdiff.e2e import parse_mr
+from textdiff.guidance import IGNORE, TASKS, LatentClassifier, LatentClassifierConfig, classifier_path
 from textdiff.guidance.controls import FRAME_LABELS
 from textdiff.loading import load_pretrained
 from textdiff.resources import bundled
@@ -53,7 +54,7 @@ SPANS_PER_SENTENCE = 12  # at most this many constituents per sentence, and as m
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="the diffusion model's directory")
-    parser.add_argument("--task", required=True, choices=("field_value", "pos", "spans"))
+    parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--data", default=None, help="corpus (local folder or datasets hub id; default: bundled E2E)")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--mr-column", default="mr", help="meaning representations, for --task field_value")
@@ -140,12 +141,17 @@ def span_rows(texts: list[str], rng: random.Random, settings: dict | None = None
     return settings, rows
 
 
+# How each classifier task's training targets are made from the corpus: (texts, MRs, L, rng, settings) ->
+# (settings, rows). The keys are the tasks of textdiff.guidance.tasks.CLASSIFIER_TASKS.
+LABELLERS = {
+    "field_value": lambda texts, mrs, length, rng, settings: field_value_rows(mrs, settings),
+    "pos": lambda texts, mrs, length, rng, settings: pos_rows(texts, length),
+    "spans": lambda texts, mrs, length, rng, settings: span_rows(texts, rng, settings),
+}
+
+
 def label_rows(task, texts, mrs, length: int, rng: random.Random, settings: dict | None = None):
-    if task == "field_value":
-        return field_value_rows(mrs, settings)
-    if task == "pos":
-        return pos_rows(texts, length)
-    return span_rows(texts, rng, settings)
+    return LABELLERS[task](texts, mrs, length, rng, settings)
 
 
 def encode(split, tokenizer, task, args, length, rng, settings=None):

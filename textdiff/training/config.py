@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 
 from ..resources import bundled, bundled_config
+from ..schedules import SCHEDULES
+from ..tokenization import TOKENIZER_KINDS
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -193,8 +195,8 @@ class RunConfig:
             )
         if not 0.0 <= m.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {m.dropout}.")
-        if d.schedule not in ("sqrt", "cosine", "linear"):
-            raise ValueError(f"diffusion.schedule must be sqrt, cosine or linear, got {d.schedule!r}.")
+        if d.schedule not in SCHEDULES:
+            raise ValueError(f"diffusion.schedule must be {_either(SCHEDULES)}, got {d.schedule!r}.")
         for key in ("self_conditioning_prob", "condition_dropout", "condition_keep"):
             if not 0.0 <= getattr(d, key) <= 1.0:
                 raise ValueError(f"diffusion.{key} must be in [0, 1], got {getattr(d, key)}.")
@@ -220,8 +222,8 @@ class RunConfig:
             )
         if data.seq_len < 3:
             raise ValueError(f"data.seq_len must be at least 3, got {data.seq_len}.")
-        if tok.kind not in ("word", "bpe", "unigram"):
-            raise ValueError(f"tokenizer.kind must be word, bpe or unigram, got {tok.kind!r}.")
+        if tok.kind not in TOKENIZER_KINDS:
+            raise ValueError(f"tokenizer.kind must be {_either(TOKENIZER_KINDS)}, got {tok.kind!r}.")
         if tr.learning_rate <= 0:
             raise ValueError(f"training.learning_rate must be positive, got {tr.learning_rate}.")
         if not 0.0 <= tr.ema_decay < 1.0:
@@ -250,6 +252,11 @@ def _resolve_paths(raw: dict[str, Any], folder: Path) -> None:
         value = values.get(key) if isinstance(values, dict) else None
         if isinstance(value, str) and not Path(value).is_absolute() and (folder / value).exists():
             values[key] = str((folder / value).resolve())
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """("a", "b", "c") -> "a, b or c": a registry's names in an error message."""
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
 def _build_section(section_type: type, values: dict[str, Any], where: str) -> Any:

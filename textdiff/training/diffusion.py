@@ -23,7 +23,8 @@ import torch
 from transformers import GenerationConfig
 
 from textdiff import DiffusionLMLoss, NoiseSchedule, TextDiffusionConfig, TextDiffusionModel
-from textdiff.data import BatchOrder, LengthBucketedOrder, frame_sequences, length_prior, load_corpus, parse_mr
+from textdiff.data import BatchOrder, LengthBucketedOrder, frame_sequences, length_prior, load_corpus
+from textdiff.e2e import parse_mr
 from textdiff.training.arguments import load_run_config, training_arguments
 from textdiff.training.distributed import cleanup_distributed, rank_zero_first, setup_distributed
 from textdiff.training.engine import build_deepspeed_config
