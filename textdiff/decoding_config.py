@@ -42,20 +42,29 @@ class DecodingConfig:
     def __post_init__(self) -> None:
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}.")
-        if self.guidance_steps < 0:
-            raise ValueError(f"guidance_steps must be >= 0, got {self.guidance_steps}.")
-        if self.guidance_step_size <= 0:
-            raise ValueError(f"guidance_step_size must be positive, got {self.guidance_step_size}.")
-        if self.fluency_weight < 0 or self.guidance_scale < 0:
-            raise ValueError("guidance_scale and fluency_weight must be non-negative.")
+        check_guidance(self.guidance_scale, self.guidance_steps, self.guidance_step_size, self.fluency_weight)
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
     def resolve(cls, saved: Any = None, **given: Any) -> DecodingConfig:
         """The settings `given` (None: not given), then a saved generation config's, then the defaults."""
-        unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(given) - set(cls.fields())
         if unknown:
             raise ValueError(f"Unknown decoding setting(s) {sorted(unknown)}.")
         values = {name: getattr(saved, name, None) for name in cls.SAVED} if saved is not None else {}
         values = {k: v for k, v in values.items() if v is not None}
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)
+
+
+def check_guidance(scale: float, steps: int, step_size: float, fluency_weight: float) -> None:
+    """Raise `ValueError` for classifier-guidance settings out of range (w, K, η, λ)."""
+    if steps < 0:
+        raise ValueError(f"guidance_steps must be >= 0, got {steps}.")
+    if step_size <= 0:
+        raise ValueError(f"guidance_step_size must be positive, got {step_size}.")
+    if fluency_weight < 0 or scale < 0:
+        raise ValueError("guidance_scale and fluency_weight must be non-negative.")

@@ -190,17 +190,9 @@ def generate(
     Returns:
         (B, L) token ids for `tokenizer.batch_decode(ids, skip_special_tokens=True)`, or a `GenerationOutput`.
     """
-    settings = DecodingConfig.resolve(
-        getattr(model, "generation_config", None),
-        num_inference_steps=num_inference_steps,
-        sampler=sampler,
-        clamp=clamp,
-        guidance_scale=guidance_scale,
-        guidance_steps=guidance_steps,
-        guidance_step_size=guidance_step_size,
-        fluency_weight=fluency_weight,
-        cfg_scale=cfg_scale,
-    )
+    arguments = locals()
+    given = {name: arguments[name] for name in DecodingConfig.fields()}  # the decoding settings among them
+    settings = DecodingConfig.resolve(getattr(model, "generation_config", None), **given)
     if generator is not None and seed is not None:
         raise ValueError("Pass either `generator` or `seed`, not both.")
     if seed is not None:

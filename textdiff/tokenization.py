@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "[PAD]", "[START]", "[END]", "[UNK]"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+SPECIAL_TOKEN_NAMES = {"pad_token": PAD, "bos_token": BOS, "eos_token": EOS, "unk_token": UNK}  # for transformers
 
 
 def train_tokenizer(
@@ -70,14 +71,7 @@ def _train_bpe(texts, min_frequency: int, vocab_size: int, model_max_length: int
 
 def _wrap(tokenizer: Tokenizer, texts, trainer, model_max_length: int) -> PreTrainedTokenizerBase:
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token=PAD,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        model_max_length=model_max_length,
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKEN_NAMES, model_max_length=model_max_length)
 
 
 def _train_sentencepiece(texts, min_frequency: int, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerBase:
@@ -106,13 +100,7 @@ def _train_sentencepiece(texts, min_frequency: int, vocab_size: int, model_max_l
     with tempfile.TemporaryDirectory() as directory:
         (Path(directory) / "tokenizer.model").write_bytes(model.getvalue())
         return T5Tokenizer.from_pretrained(
-            directory,
-            extra_ids=0,
-            pad_token=PAD,
-            bos_token=BOS,
-            eos_token=EOS,
-            unk_token=UNK,
-            model_max_length=model_max_length,
+            directory, extra_ids=0, **SPECIAL_TOKEN_NAMES, model_max_length=model_max_length
         )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..decoding_config import DecodingConfig
+from ..decoding_config import DecodingConfig, check_guidance
 from .classifier import LatentClassifier
 from .controls import Control
 from .tasks import classifier_task
@@ -51,12 +51,7 @@ class ClassifierGuidance:
     skip_last_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.num_steps < 0:
-            raise ValueError(f"guidance_steps must be >= 0, got {self.num_steps}.")
-        if self.step_size <= 0:
-            raise ValueError(f"guidance_step_size must be positive, got {self.step_size}.")
-        if self.fluency_weight < 0 or self.guidance_scale < 0:
-            raise ValueError("guidance_scale and fluency_weight must be non-negative.")
+        check_guidance(self.guidance_scale, self.num_steps, self.step_size, self.fluency_weight)
         if not 0.0 <= self.skip_last_fraction <= 1.0:
             raise ValueError(f"skip_last_fraction must be in [0, 1], got {self.skip_last_fraction}.")
         missing = sorted(set(self.targets) - set(self.classifiers))

@@ -89,34 +89,31 @@ class FieldValueTask(ClassifierTask):
         return super().merge(first, second, control)
 
 
-class PartsOfSpeechTask(ClassifierTask):
-    """Parts of speech: per position, a softmax over the universal tags ∪ {START, END, PAD}."""
-
-    name = "pos"
+class LabelledTask(ClassifierTask):
+    """A task with one softmax over `config.labels` per output row."""
 
     def check(self, config) -> None:
         if len(config.labels) < 2:
-            raise ValueError(f"A 'pos' classifier needs at least two labels, got {config.labels!r}.")
+            raise ValueError(f"A {self.name!r} classifier needs at least two labels, got {config.labels!r}.")
 
     def num_outputs(self, config) -> int:
         return len(config.labels)
+
+
+class PartsOfSpeechTask(LabelledTask):
+    """Parts of speech: per position, a softmax over the universal tags ∪ {START, END, PAD}."""
+
+    name = "pos"
 
     def logits(self, head, hidden, spans):
         return head(hidden)  # (B, L, C)
 
 
-class SpansTask(ClassifierTask):
+class SpansTask(LabelledTask):
     """Syntax spans: per queried span (i, j), a softmax over constituent labels ∪ {NONE} from [h_i; h_j; h_i ⊙ h_j]."""
 
     name = "spans"
     head_inputs = 3
-
-    def check(self, config) -> None:
-        if len(config.labels) < 2:
-            raise ValueError(f"A 'spans' classifier needs at least two labels, got {config.labels!r}.")
-
-    def num_outputs(self, config) -> int:
-        return len(config.labels)
 
     def logits(self, head, hidden, spans):
         if spans is None:

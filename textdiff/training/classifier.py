@@ -198,7 +198,7 @@ def accuracy(classifier, model, ids, targets, timestep: int, schedule: NoiseSche
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # before the process group: data and labels
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     output = Path(args.output) if args.output else classifier_path(args.model, args.task)

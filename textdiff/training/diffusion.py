@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Processes, devices, precision.
     dist = setup_distributed(train_cfg.threads)
-    logging.basicConfig(level=logging.INFO if dist.rank == 0 else logging.WARNING, format="%(message)s")
     ds_config = build_deepspeed_config(train_cfg, dist, lr_scales=(1.0, train_cfg.embedding_lr_scale))
     torch.manual_seed(train_cfg.seed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -36,7 +37,8 @@ def setup_distributed(threads: int | None = None) -> DistInfo:
     """Join (or, with no launcher, create) the process group: gloo on CPU, NCCL on GPUs.
 
     Without a launcher the environment of a one-process job is filled in, so the same script runs on a laptop.
-    Each CPU process gets cores / local processes threads unless `threads` says otherwise.
+    Each CPU process gets cores / local processes threads unless `threads` says otherwise. Rank 0 logs at INFO,
+    the others only warnings.
     """
     standalone = "RANK" not in os.environ
     if standalone:
@@ -55,7 +57,9 @@ def setup_distributed(threads: int | None = None) -> DistInfo:
     if not on_gpu:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
         torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
-    return DistInfo(torch.distributed.get_rank(), world_size, local_rank, on_gpu, standalone)
+    rank = torch.distributed.get_rank()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
+    return DistInfo(rank, world_size, local_rank, on_gpu, standalone)
 
 
 def cleanup_distributed(dist: DistInfo) -> None:

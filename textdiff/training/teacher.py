@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Processes, the shared tokenizer, the data framed exactly as for the diffusion model.
     dist = setup_distributed(train_cfg.threads)
-    logging.basicConfig(level=logging.INFO if dist.rank == 0 else logging.WARNING, format="%(message)s")
     ds_config = build_deepspeed_config(train_cfg, dist)
     torch.manual_seed(train_cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
