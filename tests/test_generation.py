@@ -165,3 +165,14 @@ def test_self_conditioning_feeds_back_the_raw_estimate_as_in_training():
     for step in (1, 2):
         torch.testing.assert_close(seen[step], outputs[step - 1])  # the raw estimate, not its nearest embeddings
         assert not torch.allclose(seen[step], model.clamp(outputs[step - 1]))
+
+
+def test_max_new_tokens_without_a_prompt_is_an_error(tiny_model):
+    with pytest.raises(ValueError, match="max_new_tokens counts positions after a prompt"):
+        tiny_model.generate(num_return_sequences=1, num_inference_steps=2, max_new_tokens=4)
+
+
+def test_a_model_built_in_memory_needs_its_classifiers_passed(tiny_model):
+    """No folder to look in: generate says to pass classifiers= instead of searching the working directory."""
+    with pytest.raises(ValueError, match="pass classifiers="):
+        tiny_model.generate(num_inference_steps=2, controls=[textdiff.PartsOfSpeech(["NOUN"])])
