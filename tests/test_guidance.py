@@ -269,12 +269,12 @@ def test_condition_dropout_one_is_the_unconditional_loss(conditional_model):
     assert plain.loss.item() == pytest.approx(x_plain.loss.item())
 
 
-def test_cli_takes_controls_as_flags_or_a_json_file(word_model, tmp_path, capsys):
+def test_cli_takes_controls_as_flags_or_a_json_file(word_model, span_oracle, tmp_path, capsys):
     from textdiff.cli import main
 
     model_dir = word_model / "model"
     if not (classifier_path(model_dir, "field_value") / "model.safetensors").is_file():
-        test_train_classifier_saves_classifiers_that_generate_finds(word_model)
+        test_train_classifier_saves_classifiers_that_generate_finds(word_model, span_oracle)
     common = ["generate", "--model", str(model_dir), "--num-samples", "2", "--steps", "3"]
     assert main([*common, "--field", "food=Italian", "--length", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[-2:]
