@@ -97,6 +97,9 @@ def test_kill_at_random_points_then_resume_reproduces_the_uninterrupted_run(tmp_
         assert process.returncode == 0, stderr.decode()[-3000:]
     assert kills == 2
     _assert_same_weights(tmp_path / "killed" / "model" / "model.safetensors", straight_export)
+    logged = [json.loads(line) for line in metrics.read_text().splitlines()]
+    steps = [line["step"] for line in logged if "loss" in line]
+    assert steps == sorted(set(steps)), "after the resumes every step has one metrics line, in order"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -34,3 +34,15 @@ def test_select_keeps_first_and_last():
     trajectory = Trajectory(timesteps=list(range(50, 0, -1)), words=[["a"]] * 50, confidence=[[0.5]] * 50)
     rows = trajectory.select(5)
     assert rows[0] == 0 and rows[-1] == 49 and len(rows) == 5
+
+
+def test_terminal_frames_never_wrap_at_the_terminal_width():
+    """--show-steps redraws its block of lines in place; a line wider than the terminal would wrap and leave
+    stale rows, so lines stop with an ellipsis before the edge."""
+    import re
+
+    trajectory = Trajectory(timesteps=[9, 0], words=[["restaurant"] * 20] * 2, confidence=[[0.95] * 20] * 2)
+    for color in (True, False):
+        for line in terminal_frames(trajectory, color=color, width=50):
+            visible = re.sub(r"\033\[[0-9;]*m", "", line)
+            assert len(visible) < 50 and visible.endswith("…")

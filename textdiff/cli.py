@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+
+from textdiff.utils import OneLineErrors
 
 # What the command prints for its user (samples, tables, paths) goes through this logger; `main` sends it to stdout.
 console = logging.getLogger("textdiff.cli")
@@ -26,6 +29,9 @@ def _route_output_to_stdout() -> None:
     console.handlers = [handler]
     console.setLevel(logging.INFO)
     console.propagate = False
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights: 100%": noise between a command and its output
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -45,22 +51,24 @@ def _generate(args: argparse.Namespace) -> int:
     for name in ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "cfg_scale"):
         if getattr(args, name) is not None:
             guidance[name] = getattr(args, name)
-    output = model.generate(
-        num_return_sequences=args.num_samples,
-        max_length=None if args.infill else args.max_length,
-        controls=controls,
-        **guidance,
-        num_inference_steps=args.steps,
-        sampler=args.sampler,
-        clamp=False if args.no_clamp else None,
-        seed=args.seed,
-        return_dict_in_generate=True,
-        **known,
-    )
-    if args.show_steps:
-        _animate(output, tokenizer, args.num_samples)
-    for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
-        console.info(text)
+    for start in range(0, args.num_samples, args.batch_size):  # memory bounded by the batch, not the request
+        size = min(args.batch_size, args.num_samples - start)
+        output = model.generate(
+            num_return_sequences=size,
+            max_length=None if args.infill else args.max_length,
+            controls=controls,
+            **guidance,
+            num_inference_steps=args.steps,
+            sampler=args.sampler,
+            clamp=False if args.no_clamp else None,
+            seed=args.seed + start,
+            return_dict_in_generate=True,
+            **known,
+        )
+        if args.show_steps and start == 0:  # the first batch's denoising, then every text
+            _animate(output, tokenizer, size)
+        for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
+            console.info(text)
     return 0
 
 
@@ -102,6 +110,15 @@ def _load(directory: str, device: str | None):
 
     from textdiff.loading import load_pretrained
 
+    if device:
+        try:
+            kind = torch.device(device).type
+        except RuntimeError:
+            raise ValueError(f"--device {device!r} is not a device; use e.g. cpu, cuda or cuda:1.") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; leave --device out."
+            )
     model, tokenizer = load_pretrained(directory)
     if device:
         model.to(torch.device(device))
@@ -127,8 +144,11 @@ def _animate(output, tokenizer, num_samples: int) -> None:
 
     from textdiff.visualization import Trajectory, terminal_frames
 
+    import shutil
+
     color = sys.stdout.isatty()
-    frames = [terminal_frames(Trajectory.from_output(output, tokenizer, b), color) for b in range(num_samples)]
+    width = shutil.get_terminal_size().columns if color else None  # redrawn lines must not wrap
+    frames = [terminal_frames(Trajectory.from_output(output, tokenizer, b), color, width) for b in range(num_samples)]
     steps = len(output.timesteps)
     if not color:
         for i in sorted({round(k * (steps - 1) / 10) for k in range(11)}):
@@ -149,6 +169,9 @@ def _visualize(args: argparse.Namespace) -> int:
 
     from textdiff.visualization import Trajectory, trajectory_html, trajectory_svg
 
+    output_path = Path(args.output)
+    if output_path.suffix not in (".svg", ".html", ".htm"):  # before any work, and before any folder is made
+        raise ValueError(f"--output must end in .svg (heatmap picture) or .html (animated page), got {output_path}.")
     model, tokenizer = _load(args.model, args.device)
     output = model.generate(
         num_return_sequences=1,
@@ -161,7 +184,6 @@ def _visualize(args: argparse.Namespace) -> int:
     trajectory = Trajectory.from_output(output, tokenizer)
     sampler = args.sampler or getattr(getattr(model, "generation_config", None), "sampler", None) or "ddpm"
     title = f"{sampler}, {len(output.timesteps)} steps, seed {args.seed}"
-    output_path = Path(args.output)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix == ".svg":
         output_path.write_text(trajectory_svg(trajectory, num_rows=args.rows, title=title), encoding="utf-8")
@@ -177,28 +199,28 @@ def _visualize(args: argparse.Namespace) -> int:
 def _train(rest: list[str]) -> int:
     from textdiff.training.diffusion import main as train_main
 
-    train_main(rest)
+    train_main(rest, prog="textdiff train")
     return 0
 
 
 def _train_teacher(rest: list[str]) -> int:
     from textdiff.training.teacher import main as teacher_main
 
-    teacher_main(rest)
+    teacher_main(rest, prog="textdiff train-teacher")
     return 0
 
 
 def _train_classifier(rest: list[str]) -> int:
     from textdiff.training.classifier import main as classifier_main
 
-    console.info(f"Saved to {classifier_main(rest)}")
+    console.info(f"Saved to {classifier_main(rest, prog='textdiff train-classifier')}")
     return 0
 
 
 def _export(rest: list[str]) -> int:
     from textdiff.training.export import main as export_main
 
-    console.info(f"Exported to {export_main(rest)}")
+    console.info(f"Exported to {export_main(rest, prog='textdiff export')}")
     return 0
 
 
@@ -261,10 +283,33 @@ def _eval_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(kind: type, low: float | None = None, strict: bool = False):
+    """An argparse type: a finite `kind` (int or float) above `low` (strictly if `strict`), else one clear line."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+COUNT, NON_NEGATIVE = _number(int, 0, strict=True), _number(int, 0)
+SCALE, POSITIVE = _number(float, 0.0), _number(float, 0.0, strict=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from textdiff.samplers import SAMPLERS
 
-    parser = argparse.ArgumentParser(prog="textdiff", description="Text diffusion language models.")
+    parser = OneLineErrors(prog="textdiff", description="Text diffusion language models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser(
@@ -292,16 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="the diffusion model's directory")
     ev.add_argument("--teacher", required=True, help="a causal LM directory with the same vocabulary")
     ev.add_argument("--baseline", default=None, help="the AR baseline's directory (default: the teacher)")
-    ev.add_argument("--num-samples", type=int, default=200)
-    ev.add_argument("--steps", type=int, default=200, help="denoising steps of the diffusion samples")
+    ev.add_argument("--num-samples", type=COUNT, default=200)
+    ev.add_argument("--steps", type=COUNT, default=200, help="denoising steps of the diffusion samples")
     ev.add_argument("--data", default=None, help="corpus with the held-out split (default: the bundled E2E)")
     ev.add_argument("--split", default="test")
     ev.add_argument(
-        "--num-references", type=int, default=300, help="references for BLEU / ROUGE-L (disjoint from the human sample)"
+        "--num-references",
+        type=COUNT,
+        default=300,
+        help="references for BLEU / ROUGE-L (disjoint from the human sample)",
     )
-    ev.add_argument("--nll-sentences", type=int, default=256, help="held-out sentences for the NLL figures")
-    ev.add_argument("--nll-timesteps", type=int, default=100, help="Monte-Carlo strata over t for the bound")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--nll-sentences", type=COUNT, default=256, help="held-out sentences for the NLL figures")
+    ev.add_argument("--nll-timesteps", type=COUNT, default=100, help="Monte-Carlo strata over t for the bound")
+    ev.add_argument("--seed", type=NON_NEGATIVE, default=0)
     ev.add_argument("--output", default=None, help="JSON report path (default: MODEL/eval.json)")
     ev.add_argument(
         "--control-targets",
@@ -309,24 +357,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate control instead: a Diffusion-LM target file (data/control_targets/target_*.json), or a "
         "suite's name for its bundled file: semantic, pos, spans, compose, length",
     )
-    ev.add_argument("--num-targets", type=int, default=None, help="use only the first N control targets")
-    ev.add_argument("--batch-size", type=int, default=50, help="sequences decoded at once (control evaluation)")
-    ev.add_argument("--guidance-scale", type=float, default=None, help="w (default: DecodingConfig's)")
-    ev.add_argument("--guidance-steps", type=int, default=None, help="K (default: DecodingConfig's)")
-    ev.add_argument("--guidance-step-size", type=float, default=None, help="η (default: DecodingConfig's)")
-    ev.add_argument("--fluency-weight", type=float, default=None, help="λ (default: the paper's value for the task)")
-    ev.add_argument("--cfg-scale", type=float, default=None, help="field values by classifier-free guidance")
+    ev.add_argument("--num-targets", type=COUNT, default=None, help="use only the first N control targets")
+    ev.add_argument("--batch-size", type=COUNT, default=50, help="sequences decoded at once (control evaluation)")
+    ev.add_argument("--guidance-scale", type=SCALE, default=None, help="w (default: DecodingConfig's)")
+    ev.add_argument("--guidance-steps", type=NON_NEGATIVE, default=None, help="K (default: DecodingConfig's)")
+    ev.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="η (default: DecodingConfig's)")
+    ev.add_argument("--fluency-weight", type=SCALE, default=None, help="λ (default: the paper's value for the task)")
+    ev.add_argument("--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance")
 
     gen = commands.add_parser("generate", help="decode text from noise with a saved model")
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
-    gen.add_argument("--num-samples", type=int, default=10)
+    gen.add_argument("--num-samples", type=COUNT, default=10)
+    gen.add_argument("--batch-size", type=COUNT, default=64, help="sequences decoded at once (memory grows with it)")
     gen.add_argument(
         "--steps",
-        type=int,
+        type=COUNT,
         default=None,
         help="denoising steps, respaced from the training steps (default: the model's saved setting, or 200)",
     )
-    gen.add_argument("--max-length", type=int, default=None, help="positions to decode (default: the model's)")
+    gen.add_argument("--max-length", type=COUNT, default=None, help="positions to decode (default: the model's)")
     gen.add_argument(
         "--sampler",
         default=None,
@@ -334,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the model's saved setting, or ddpm",
     )
     gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=NON_NEGATIVE, default=0)
     gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
     gen.add_argument("--prompt", default=None, help="text to continue (kept fixed; the rest is denoised)")
     gen.add_argument(
@@ -345,22 +394,24 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--field", action="append", help="semantic content FIELD=VALUE, e.g. food=Italian")
     control.add_argument("--pos", default=None, help='parts of speech, one per word: "PROPN AUX DET NOUN PUNCT"')
     control.add_argument("--span", action="append", help="a constituent START,END,LABEL (word indices), e.g. 0,1,NP")
-    control.add_argument("--length", type=int, default=None, help="exact number of words")
+    control.add_argument("--length", type=COUNT, default=None, help="exact number of words")
     control.add_argument("--controls", default=None, help='JSON file: {"field_value": {...}, "pos": [...], ...}')
-    control.add_argument("--guidance-scale", type=float, default=None, help="weight w of log p(control)")
-    control.add_argument("--guidance-steps", type=int, default=None, help="K Adagrad steps per denoising step")
-    control.add_argument("--guidance-step-size", type=float, default=None, help="Adagrad step size")
-    control.add_argument("--fluency-weight", type=float, default=None, help="λ of the fluency term")
-    control.add_argument("--cfg-scale", type=float, default=None, help="field values by classifier-free guidance")
+    control.add_argument("--guidance-scale", type=SCALE, default=None, help="weight w of log p(control)")
+    control.add_argument("--guidance-steps", type=NON_NEGATIVE, default=None, help="K Adagrad steps per denoising step")
+    control.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="Adagrad step size")
+    control.add_argument("--fluency-weight", type=SCALE, default=None, help="λ of the fluency term")
+    control.add_argument(
+        "--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance"
+    )
 
     vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")
     vis.add_argument("--model", required=True)
     vis.add_argument("--output", required=True, help="trajectory.svg or trajectory.html")
-    vis.add_argument("--steps", type=int, default=None)
+    vis.add_argument("--steps", type=COUNT, default=None)
     vis.add_argument("--sampler", default=None, choices=sorted(SAMPLERS))
-    vis.add_argument("--seed", type=int, default=0)
+    vis.add_argument("--seed", type=NON_NEGATIVE, default=0)
     vis.add_argument("--prompt", default=None)
-    vis.add_argument("--rows", type=int, default=16, help="steps shown in the SVG heatmap")
+    vis.add_argument("--rows", type=COUNT, default=16, help="steps shown in the SVG heatmap")
     vis.add_argument("--device", default=None)
     return parser
 
@@ -381,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return {"eval": _eval, "visualize": _visualize, "generate": _generate}[args.command](args)
     except (ValueError, FloatingPointError) as error:
-        parser.exit(2, f"textdiff {argv[0]}: error: {error}\n")
+        parser.exit(2, f"textdiff {argv[0]}: error: {' '.join(str(error).split())}\n")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ setting left as None in a `generate` call comes from the model's saved generatio
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,22 @@ class DecodingConfig:
     SAVED = ("num_inference_steps", "sampler", "clamp")  # the settings a model's generation config may hold
 
     def __post_init__(self) -> None:
+        from .samplers import Sampler
+
+        for name, kind in (("num_inference_steps", int), ("guidance_steps", int), ("clamp", bool)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"{name} must be {kind.__name__}, got {value!r} ({type(value).__name__}).")
+        for name in ("guidance_scale", "guidance_step_size", "fluency_weight", "cfg_scale"):
+            value = getattr(self, name)
+            if value is None and name == "cfg_scale":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        if not isinstance(self.sampler, (str, Sampler)):
+            raise ValueError(
+                f"sampler must be a name in textdiff.samplers.SAMPLERS or a Sampler instance, got {self.sampler!r}."
+            )
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}.")
         check_guidance(self.guidance_scale, self.guidance_steps, self.guidance_step_size, self.fluency_weight)

@@ -195,6 +195,10 @@ def generate(
     settings = DecodingConfig.resolve(getattr(model, "generation_config", None), **given)
     if generator is not None and seed is not None:
         raise ValueError("Pass either `generator` or `seed`, not both.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}.")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
     plan = plan_decoding(
@@ -240,6 +244,8 @@ def plan_decoding(
     config = model.config
     prompt_alone = input_ids is not None and infill_mask is None
     if max_new_tokens is not None:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}.")
         if not prompt_alone:
             raise ValueError("max_new_tokens counts positions after a prompt; pass input_ids (without infill_mask).")
         if max_length is not None:
@@ -248,16 +254,22 @@ def plan_decoding(
     if infill_mask is not None and max_length is None:
         max_length = infill_mask.shape[-1]
     max_length = config.max_position_embeddings if max_length is None else max_length
-    if not 1 <= max_length <= config.max_position_embeddings:
+    if (
+        isinstance(max_length, bool)
+        or not isinstance(max_length, int)
+        or not 1 <= max_length <= config.max_position_embeddings
+    ):
         raise ValueError(
             f"max_length must be between 1 and the model's max_position_embeddings "
             f"({config.max_position_embeddings}), got {max_length}."
         )
-    if batch < 1:
-        raise ValueError(f"num_return_sequences must be at least 1, got {batch}.")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"num_return_sequences must be an integer of at least 1, got {batch!r}.")
     if isinstance(settings.sampler, str) and settings.sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {settings.sampler!r}; choose one of {sorted(SAMPLERS)}.")
-    known, known_ids = _known_positions(input_ids, infill_mask, batch, max_length, config.vocab_size)
+    known, known_ids = _known_positions(
+        input_ids, infill_mask, batch, max_length, config.vocab_size, config.eos_token_id
+    )
     rows, guidance, conditions, length_known, words_only = _plan_controls(
         model, controls, classifiers, batch, max_length, settings, known is not None
     )
@@ -475,6 +487,7 @@ def _known_positions(
     batch: int,
     length: int,
     vocab_size: int,
+    eos_token_id: int | None = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(known (B, L) bool, ids (B, L)) from a prompt or an infilling request; (None, None) for neither."""
     if input_ids is None:
@@ -493,6 +506,11 @@ def _known_positions(
     input_ids = input_ids.expand(batch, -1)
     if infill_mask is None:
         prompt_length = input_ids.shape[1]
+        if eos_token_id is not None and bool((input_ids[:, :-1] == eos_token_id).any()):
+            raise ValueError(
+                "The prompt holds the end-of-sequence token before its last position: the text would end there "
+                "and the rest of the prompt be lost. A prompt is [START] and the words to continue."
+            )
         if prompt_length > length:
             raise ValueError(
                 f"The prompt has {prompt_length} tokens but only {length} positions are decoded; shorten the "

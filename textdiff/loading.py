@@ -1,5 +1,7 @@
-"""Loading a saved model and its tokenizer safely: weights only from safetensors (never a pickle), one clear
-error for a missing, truncated or corrupted file, a hub id without network, or a tokenizer that does not match."""
+"""Loading a saved model and its tokenizer safely: weights only from safetensors (never a pickle), and one clear
+error naming the file for a missing, truncated or corrupted file, weights that do not match config.json (a
+tensor missing or extra, a shape that differs), weights that are not finite, a config of another model type, a
+hub id without network, or a tokenizer that is unreadable or does not match."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 
 from transformers import AutoModel, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
+from .integrity import check_finite, check_saved_model
 from .modeling import TextDiffusionModel
 from .tokenization import check_tokenizer_matches
 from .utils import hub_reachable
@@ -38,6 +41,8 @@ def load_pretrained(
             f"Cannot load {name_or_path!r}: it is not a local directory and the Hugging Face hub is unreachable. "
             "Pass the directory that save_pretrained (or `textdiff train`) wrote, e.g. runs/e2e-tiny/model."
         )
+    if path.is_dir():
+        check_saved_model(path, TextDiffusionModel)
     try:
         model = AutoModel.from_pretrained(name_or_path, use_safetensors=True)
     except Exception as error:  # safetensors' and transformers' errors for a damaged file, in one message
@@ -49,9 +54,18 @@ def load_pretrained(
         raise
     if not isinstance(model, TextDiffusionModel):
         raise ValueError(f"{name_or_path} holds a {type(model).__name__}, not a textdiff model.")
+    check_finite(model, name_or_path)
     if path.is_dir() and (path / "generation_config.json").is_file():  # decoding defaults saved with the model
         model.generation_config = GenerationConfig.from_pretrained(path)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or name_or_path)
+    tokenizer_source = tokenizer_path or name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    except Exception as error:  # missing files, garbage JSON, a class that cannot be built: one message
+        reason = " ".join(str(error).split())[:160]
+        raise ValueError(
+            f"Cannot read the tokenizer in {tokenizer_source} ({type(error).__name__}: {reason}); copy the files of "
+            "the tokenizer the model was trained with (tokenizer.json, tokenizer_config.json) there."
+        ) from None
     check_tokenizer_matches(tokenizer, model.config.vocab_size)
     if getattr(model.config, "unk_token_id", None) is None:  # models saved before the config recorded it
         model.config.unk_token_id = tokenizer.unk_token_id

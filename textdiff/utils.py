@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 
@@ -27,3 +28,11 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     except OSError:
         return False
     return True
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one line naming it ("textdiff generate: error: argument --steps:
+    must be > 0, got '0'"), without the usage block (`--help` shows that)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")

@@ -57,19 +57,27 @@ def _shade(confidence: float) -> tuple[int, int, int]:
     return tuple(round(a + (b - a) * c) for a, b in zip(low, high))
 
 
-def terminal_frames(trajectory: Trajectory, color: bool = True) -> list[str]:
-    """One line per step; with `color`, ANSI-coloured: settled words bright, unsure ones dim."""
+def terminal_frames(trajectory: Trajectory, color: bool = True, width: int | None = None) -> list[str]:
+    """One line per step; with `color`, ANSI-coloured: settled words bright, unsure ones dim. With `width` (the
+    terminal's columns), a line never wraps: its words stop with "…" before the edge, so redrawing a block of
+    lines in place leaves no stale rows."""
     frames = []
     for t, words, confidence in zip(trajectory.timesteps, trajectory.words, trajectory.confidence):
-        parts = []
+        line, visible = f"t={t:>5} ", 8
         for word, c in zip(words, confidence):
-            if word and not color:
-                parts.append(word)
-            elif word:
+            if not word:
+                continue
+            if width is not None and visible + 1 + len(word) > width - 3:
+                line += " …"
+                break
+            if color:
                 r, g, b = _shade(c) if c > 0.5 else (150, 150, 150)
                 style = "1;" if c > 0.9 else ""
-                parts.append(f"\033[{style}38;2;{r};{g};{b}m{word}\033[0m")
-        frames.append(f"t={t:>5}  " + " ".join(parts))
+                word_text = f"\033[{style}38;2;{r};{g};{b}m{word}\033[0m"
+            else:
+                word_text = word
+            line, visible = line + " " + word_text, visible + 1 + len(word)
+        frames.append(line)
     return frames
 
 
@@ -119,9 +127,18 @@ def trajectory_svg(trajectory: Trajectory, num_rows: int = 16, title: str = "") 
     return "\n".join(parts) + "\n"
 
 
+def script_json(value) -> str:
+    """JSON that is inert inside an HTML <script>: <, >, & and the JS line separators as \\u escapes, so that no
+    text (a prompt, a corpus word such as "</script>") can end the script or start markup."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
 def trajectory_html(trajectory: Trajectory, title: str = "textdiff: text emerging from noise") -> str:
     """A self-contained page: a slider over every step, a play button, words shaded by confidence."""
-    data = json.dumps(
+    data = script_json(
         {
             "t": trajectory.timesteps,
             "w": trajectory.words,

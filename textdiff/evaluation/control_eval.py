@@ -2,14 +2,15 @@
 guided decoding and for the unguided model, with the cost of guidance.
 
     textdiff eval --model runs/e2e-cpu-long/model --teacher runs/ar-cpu-long/model \
-        --control-targets data/control_targets/target_pos.json --num-targets 100
+        --control-targets pos --num-targets 100
 
-Suites (`SUITES`), by target file: `target_attribute.json` → semantic content (`FieldValue`), `target_pos.json` → parts of
-speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`), `target_compose_pos_attr.json` → both
-POS and semantic content at once; `length` (no file) → `Length` targets taken from the word counts of the POS
-targets' sentences. Success is measured with the oracles of `textdiff.evaluation.oracles` and `.span_parser`
-through the `evaluate` modules in textdiff/evaluation/metrics; the lm-score is the teacher's perplexity of the samples. The unguided
-row decodes the same number of texts with the same seed and scores them against the same targets.
+Suites (`SUITES`), by target file: `target_attribute.json` → semantic content (`FieldValue`),
+`target_pos.json` → parts of speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`),
+`target_compose_pos_attr.json` → both POS and semantic content at once; `length` (no file) → `Length` targets
+taken from the word counts of the POS targets' sentences. Success is measured with the oracles of
+`textdiff.evaluation.oracles` and `.span_parser` through the `evaluate` modules in textdiff/evaluation/metrics;
+the lm-score is the teacher's perplexity of the samples. The unguided row decodes the same number of texts with
+the same seed and scores them against the same targets.
 """
 
 from __future__ import annotations

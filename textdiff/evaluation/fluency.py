@@ -27,6 +27,7 @@ def load_causal_lm(directory: str, flag: str = "--teacher") -> PreTrainedModel:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     import textdiff  # noqa: F401  (registers the textdiff config, so that its model_type can be named)
+    from textdiff.utils import hub_reachable
 
     path = Path(directory)
     if path.is_dir():
@@ -42,6 +43,13 @@ def load_causal_lm(directory: str, flag: str = "--teacher") -> PreTrainedModel:
                 "must be an autoregressive LM with the same vocabulary, e.g. from `textdiff train-teacher "
                 "--config C --tokenizer MODEL` (its OUTPUT/model)."
             )
+    elif path.exists():
+        raise ValueError(f"{flag} {directory} is a file; pass the directory of the exported model.")
+    elif directory.startswith((".", "/", "~")) or not hub_reachable():
+        raise ValueError(
+            f"{flag} {directory} does not exist (and is not reachable on the hub); pass the model directory a "
+            "teacher run exported (`textdiff train-teacher` writes OUTPUT/model)."
+        )
     return AutoModelForCausalLM.from_pretrained(directory).eval()
 
 

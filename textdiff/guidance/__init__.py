@@ -32,7 +32,11 @@ def load_classifiers(model_dir: str | Path, tasks: set[str] | list[str]) -> dict
                 f"No {task!r} classifier at {path}; train one with `textdiff train-classifier --model {model_dir} "
                 f"--task {task}`, or pass `classifiers={{{task!r}: ...}}` to generate."
             )
+        from ..integrity import check_finite, check_saved_model
+
+        check_saved_model(path, LatentClassifier)
         classifiers[task] = LatentClassifier.from_pretrained(path, use_safetensors=True).eval()
+        check_finite(classifiers[task], str(path))
     return classifiers
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from textdiff.utils import OneLineErrors
+
 from .config import RunConfig
 
 
-def training_arguments(description: str) -> argparse.ArgumentParser:
-    """The flags every training script takes (the `deepspeed` launcher adds --local_rank)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+def training_arguments(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags every training script takes (the `deepspeed` launcher adds --local_rank). `prog`: the command
+    its usage line names (e.g. "textdiff train"; default: the script)."""
+    parser = OneLineErrors(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--config",
         required=True,

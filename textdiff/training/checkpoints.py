@@ -76,7 +76,14 @@ class CheckpointManager:
         path, client_state = engine.load_checkpoint(str(self.directory), tag=tag)
         if path is None:
             raise ValueError(f"--resume: the checkpoint {self.directory / tag} could not be loaded.")
-        ema.load_state_dict(load_file(self.directory / tag / "ema.safetensors"))
+        try:
+            ema_state = load_file(self.directory / tag / "ema.safetensors")
+        except Exception as error:
+            raise ValueError(
+                f"--resume: {self.directory / tag / 'ema.safetensors'} is missing, truncated or corrupted ({error}); "
+                f"delete {self.directory / tag} to resume from the checkpoint before it."
+            ) from None
+        ema.load_state_dict(ema_state)
         return int(client_state["step"])
 
 

@@ -43,7 +43,7 @@ from textdiff.training.config import TrainingSection
 from textdiff.training.distributed import cleanup_distributed, setup_distributed
 from textdiff.training.engine import build_deepspeed_config
 from textdiff.training.loop import TrainingLoop
-from textdiff.utils import randn_like
+from textdiff.utils import OneLineErrors, randn_like
 
 logger = logging.getLogger("textdiff.train")
 
@@ -51,8 +51,8 @@ UNIVERSAL_TAGS = ("ADJ", "ADP", "ADV", "CONJ", "DET", "NOUN", "NUM", "PRT", "PRO
 SPANS_PER_SENTENCE = 12  # at most this many constituents per sentence, and as many non-constituents
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    parser = OneLineErrors(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="the diffusion model's directory")
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--data", default=None, help="corpus (local folder or datasets hub id; default: bundled E2E)")
@@ -196,8 +196,8 @@ def accuracy(classifier, model, ids, targets, timestep: int, schedule: NoiseSche
         return float(((logits.argmax(-1) == labels) & keep).sum() / keep.sum())
 
 
-def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
+    args = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # before the process group: data and labels
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)

@@ -18,6 +18,7 @@ working directory: runs are written where the command runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -237,6 +238,10 @@ class RunConfig:
             raise ValueError(f"training.precision must be one of {PRECISIONS}, got {tr.precision!r}.")
         if tr.keep_checkpoints < 1:
             raise ValueError(f"training.keep_checkpoints must be at least 1, got {tr.keep_checkpoints}.")
+        if tr.threads is not None and tr.threads < 1:
+            raise ValueError(f"training.threads must be at least 1 (or null: cores / processes), got {tr.threads}.")
+        if Path(tr.output_dir).exists() and not Path(tr.output_dir).is_dir():
+            raise ValueError(f"training.output_dir={tr.output_dir!r} is a file; name a directory for the run.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -281,13 +286,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError(f"{where} must be a finite number, got {value!r}.")
             return float(value)
         if option is str and isinstance(value, str):
             return value
     if float in options and isinstance(value, str):
         try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            return float(value)
+            number = float(value)
         except ValueError:
-            pass
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise ValueError(f"{where} must be a finite number, got {value!r}.")
+            return number
     names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
     raise ValueError(f"{where} must be {names}, got {value!r} ({type(value).__name__}).")

@@ -34,13 +34,13 @@ from textdiff.training.tokenizer import load_or_train_tokenizer
 logger = logging.getLogger("textdiff.train")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return training_arguments(__doc__).parse_args(argv)
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    return training_arguments(__doc__, prog).parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """Train, export and sample; returns the export directory."""
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
+    """Train, export and sample; returns the export directory. `prog`: the command named in usage lines."""
+    args = parse_args(argv, prog)
     run = load_run_config(args)
     train_cfg = run.training
     output_dir = Path(train_cfg.output_dir)

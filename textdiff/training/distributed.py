@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ def setup_distributed(threads: int | None = None) -> DistInfo:
     on_gpu = accelerator.device_name() != "cpu"
     if on_gpu:
         accelerator.set_device(local_rank)
+    else:
+        prepare_cpu_communication(int(os.environ.get("WORLD_SIZE", "1")))
     deepspeed.init_distributed()
     world_size = torch.distributed.get_world_size()
     if not on_gpu:
@@ -60,6 +63,42 @@ def setup_distributed(threads: int | None = None) -> DistInfo:
     rank = torch.distributed.get_rank()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
     return DistInfo(rank, world_size, local_rank, on_gpu, standalone)
+
+
+SHM_OP = "deepspeed_shm_comm"  # DeepSpeed's CPU all-reduce op, JIT-compiled by torch on first use
+STALE_BUILD_SECONDS = 600  # no build of it takes this long (≈ 2 min on a slow 2-core machine)
+
+
+def prepare_cpu_communication(world_size: int) -> None:
+    """DeepSpeed's CPU all-reduce op without its two ways to stall a run.
+
+    One process never all-reduces, so it does not build the op at all (a fresh machine saves its ~2-minute
+    compile, and a build interrupted earlier cannot wedge it). Several processes need it; a build killed by
+    SIGTERM leaves torch's lock file behind and every later run would wait on it forever, silently: a lock older
+    than STALE_BUILD_SECONDS (TEXTDIFF_STALE_BUILD_SECONDS) is taken as such a leftover and removed, with a
+    message; a younger one is a build in progress, which torch waits for.
+    """
+    import deepspeed.ops
+
+    if world_size == 1:
+        deepspeed.ops.__compatible_ops__[SHM_OP] = False
+        return
+    from torch.utils.cpp_extension import _get_build_directory
+
+    lock = Path(_get_build_directory(SHM_OP, verbose=False)) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > float(os.environ.get("TEXTDIFF_STALE_BUILD_SECONDS", STALE_BUILD_SECONDS)):
+        logging.getLogger("textdiff.train").warning(
+            "Removing %s: a build of DeepSpeed's %s op left it %.0f s ago and never finished (an interrupted "
+            "first run); the op is built again now.",
+            lock,
+            SHM_OP,
+            age,
+        )
+        lock.unlink(missing_ok=True)
 
 
 def cleanup_distributed(dist: DistInfo) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -26,13 +27,24 @@ logger = logging.getLogger("textdiff.train")
 class MetricsLog:
     """One JSON object per line (rank 0 only): the training curve a plot is made from."""
 
-    def __init__(self, path: Path, dist: DistInfo, *, append: bool) -> None:
+    def __init__(self, path: Path, dist: DistInfo, *, append: bool, resumed_at: int = 0) -> None:
+        """append: continue the file of a resumed run, whose lines after step `resumed_at` (written after the
+        checkpoint it resumes from, and about to be written again) are dropped, so that no step has two lines."""
         self.path = path
         self.enabled = dist.rank == 0
         if self.enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not append:
-                path.write_text("")
+            kept = []
+            if append and path.is_file():
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        if json.loads(line).get("step", 0) <= resumed_at:
+                            kept.append(line)
+                    except (json.JSONDecodeError, AttributeError):  # a line cut by the kill: dropped
+                        continue
+            temporary = path.with_name(path.name + ".tmp")  # replaced at once: a reader never sees it half-written
+            temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+            os.replace(temporary, path)
 
     def write(self, **record: Any) -> None:
         if self.enabled:
@@ -153,7 +165,7 @@ class TrainingLoop:
         if resume:
             start_step = checkpoints.load(engine, ema)
             logger.info("Resumed at step %d.", start_step)
-        metrics = MetricsLog(output_dir / "metrics.jsonl", dist, append=resume)
+        metrics = MetricsLog(output_dir / "metrics.jsonl", dist, append=resume, resumed_at=start_step)
         save_run_config(output_dir, settings, ds_config, dist)
         return cls(
             engine, ema, checkpoints, metrics, train_cfg, dist, order, tokens_per_sequence, group_names, start_step

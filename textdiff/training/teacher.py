@@ -27,8 +27,8 @@ from textdiff.training.loop import TrainingLoop
 logger = logging.getLogger("textdiff.train")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = training_arguments(__doc__)
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    parser = training_arguments(__doc__, prog)
     parser.add_argument(
         "--tokenizer", required=True, help="directory of the tokenizer to share (the diffusion model's)"
     )
@@ -42,9 +42,9 @@ def causal_lm_loss(model, input_ids: torch.Tensor, pad_token_id: int) -> torch.T
     return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
     """Train, export and sample the teacher; returns the export directory."""
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     run = load_run_config(args)
     train_cfg = run.training
     output_dir = Path(train_cfg.output_dir)

@@ -32,5 +32,22 @@ def load_or_train_tokenizer(
             model_max_length=run.data.seq_len,
         )
         logger.info("Trained a %s tokenizer with %d entries.", run.tokenizer.kind, len(tokenizer))
+        check_coverage(tokenizer, corpus[run.data.text_column][:2000], run)
         return tokenizer
     return AutoTokenizer.from_pretrained(path)
+
+
+MAX_UNKNOWN_SHARE = 0.3  # a vocabulary that leaves more of its own training text unknown cannot train a model
+
+
+def check_coverage(tokenizer: PreTrainedTokenizerBase, texts: list[str], run: RunConfig) -> None:
+    """Raise `ValueError` when the trained vocabulary leaves over MAX_UNKNOWN_SHARE of its own training text as
+    [UNK] (a corpus too small for tokenizer.min_frequency): the model would learn to write [UNK]."""
+    ids = [i for row in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in row]
+    unknown = sum(i == tokenizer.unk_token_id for i in ids) / max(len(ids), 1)
+    if not ids or unknown > MAX_UNKNOWN_SHARE:
+        raise ValueError(
+            f"The corpus is too small for its vocabulary: the {run.tokenizer.kind} tokenizer trained on it has "
+            f"{len(tokenizer)} entries and leaves {unknown:.0%} of the training text unknown ([UNK]). Give more text "
+            f"(data.dataset), or lower tokenizer.min_frequency (now {run.tokenizer.min_frequency}; 1 keeps every word)."
+        )
