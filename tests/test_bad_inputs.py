@@ -381,18 +381,27 @@ def test_fuzzed_generate_arguments_either_work_or_raise_value_error(
         assert ids[:, : len(prompt)].tolist() == [prompt] * sequences
 
 
-def test_a_corpus_that_frames_to_nothing_leaves_no_output(tmp_path):
+BAD_CORPORA = [
+    # (lines of the training split, data.seq_len, tokenizer.min_frequency, the error's words)
+    (["a sentence far too long to fit"], 4, 1, "raise data.seq_len"),
+    ([f"line {i} ." for i in range(3)], 8, 11, "too small for its vocabulary"),
+]
+
+
+@pytest.mark.parametrize("lines, seq_len, min_frequency, message", BAD_CORPORA, ids=["frames to nothing", "tiny"])
+def test_a_bad_corpus_is_one_error_and_leaves_no_output(tmp_path, lines, seq_len, min_frequency, message):
+    """Through the real command: the error comes before any file of the run is written."""
     import subprocess
     import sys
 
     from tests.test_training import REPO
 
     (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "train.jsonl").write_text(json.dumps({"text": "a sentence far too long to fit"}) + "\n")
+    (tmp_path / "corpus" / "train.jsonl").write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
     config = tmp_path / "run.yaml"
     config.write_text(
-        f"data: {{dataset: {tmp_path / 'corpus'}, seq_len: 4, eval_split: null}}\n"
-        f"tokenizer: {{min_frequency: 1}}\ntraining: {{output_dir: {tmp_path / 'out'}}}\n"
+        f"data: {{dataset: {tmp_path / 'corpus'}, seq_len: {seq_len}, eval_split: null}}\n"
+        f"tokenizer: {{min_frequency: {min_frequency}}}\ntraining: {{output_dir: {tmp_path / 'out'}, max_steps: 2}}\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "textdiff.cli", "train", "--config", str(config)],
@@ -402,7 +411,7 @@ def test_a_corpus_that_frames_to_nothing_leaves_no_output(tmp_path):
         timeout=300,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
-    assert result.returncode == 2 and "raise data.seq_len" in result.stderr
+    assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists()
 
 
@@ -448,34 +457,6 @@ def test_generate_decodes_a_large_request_in_batches(saved_model, capsys):
     code, out, _ = cli(["generate", "--model", str(saved_model[0]), "--num-samples", "7", "--batch-size", "3",
                         "--steps", "2"], capsys)  # fmt: skip
     assert code == 0 and len(out.splitlines()) == 7
-
-
-def test_a_corpus_too_small_for_its_vocabulary_is_an_error_and_leaves_no_output(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.test_training import REPO
-
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "train.jsonl").write_text(
-        "".join(json.dumps({"text": f"line {i} ."}) + "\n" for i in range(3))
-    )
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        f"data: {{dataset: {tmp_path / 'corpus'}, seq_len: 8, eval_split: null}}\n"
-        f"training: {{output_dir: {tmp_path / 'out'}, max_steps: 2}}\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "textdiff.cli", "train", "--config", str(config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
-    assert result.returncode == 2 and "too small for its vocabulary" in result.stderr
-    assert "min_frequency" in result.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "out").exists()
 
 
 def test_hostile_text_stays_inert_in_the_html_page_and_the_svg():
