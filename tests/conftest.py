@@ -37,6 +37,20 @@ def isolated_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def independent_tagger(isolated_cache) -> Path:
+    """A fixture-size independent POS tagger (10 GUM documents + EWT dev, 2 iterations: ≈ 10 s) where
+    `independent_pos_oracle()` finds it; its folder."""
+    from textdiff.evaluation.oracles import independent_pos_dir, train_independent_tagger
+
+    ewt = Path(os.environ.get("TEXTDIFF_UD_EWT", REPO.parent / "shared" / "data" / "ud_english_ewt"))
+    if not GUM.is_dir() or not ewt.is_dir():
+        pytest.skip(f"no GUM trees at {GUM} or no UD English-EWT at {ewt}")
+    directory = independent_pos_dir()
+    train_independent_tagger(GUM, ewt, directory, iterations=2, max_files=10)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def span_oracle(isolated_cache) -> Path:
     """A fixture-size span oracle (12 GUM documents, 2 epochs: ≈ 20 s) where `SpanOracle()` finds it; its folder."""
     from textdiff.evaluation.span_parser import span_oracle_dir, train

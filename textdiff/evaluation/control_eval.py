@@ -37,6 +37,7 @@ class ControlPart:
     result: str  # the metric's result key
     references: Callable[[ControlTarget], Any]
     describe: Callable[[ControlTarget], str]
+    independent: dict[str, Any] | None = None  # the metric's arguments for an oracle that labelled no training data
 
 
 def _spans_control(target: ControlTarget, span_labels: list[str] | None) -> list:
@@ -70,7 +71,13 @@ PARTS = {
         lambda t: f"{t.attribute[0]} = {t.attribute[1]}",
     ),
     "pos": ControlPart(
-        "pos", _control("PartsOfSpeech"), "control_pos", "pos_accuracy", lambda t: t.pos, lambda t: " ".join(t.pos)
+        "pos",
+        _control("PartsOfSpeech"),
+        "control_pos",
+        "pos_accuracy",
+        lambda t: t.pos,
+        lambda t: " ".join(t.pos),
+        independent={"oracle": "independent"},
     ),
     "spans": ControlPart(
         "spans",
@@ -143,15 +150,20 @@ def controls_for(target: ControlTarget, suite: str, span_labels: list[str] | Non
     return SUITES[suite].controls(target, span_labels)
 
 
-def success(suite: str, texts: list[str], targets: list[ControlTarget]) -> dict[str, float]:
-    """Control success of texts against their targets, per part, through the evaluate modules (in [0, 1])."""
+def success(suite: str, texts: list[str], targets: list[ControlTarget], independent: bool = True) -> dict[str, float]:
+    """Control success of texts against their targets, per part, through the evaluate modules (in [0, 1]); a part
+    with an independent oracle is also scored by it, as "<part> (independent)"."""
     from textdiff.evaluation.harness import load_metric
 
     scores = {}
     for name in sorted(SUITES[suite].parts, key=_SCORE_ORDER.index):
         part = PARTS[name]
         references = [part.references(t) for t in targets]
-        scores[name] = load_metric(part.metric).compute(predictions=texts, references=references)[part.result]
+        metric = load_metric(part.metric)
+        scores[name] = metric.compute(predictions=texts, references=references)[part.result]
+        if independent and part.independent is not None:
+            result = metric.compute(predictions=texts, references=references, **part.independent)[part.result]
+            scores[f"{name} (independent)"] = result
     return scores
 
 
