@@ -109,7 +109,7 @@ def test_pos_oracle_accuracy_on_a_conllu_file(tmp_path):
 
 
 def test_tree_spans_normalise_function_tags_and_unary_chains():
-    from textdiff.evaluation.span_parser import tree_spans
+    from textdiff.evaluation.trees import tree_spans
 
     words, tags, spans = tree_spans(
         "(ROOT (S (NP-SBJ (DT The) (NN pub)) (VP (VBZ is) (SBAR (S (ADJP (JJ open))))) (. .)))"

@@ -120,7 +120,7 @@ def train_independent_tagger(
     max_files: use only the first N GUM documents (a fixture-size tagger for tests; None: all)."""
     from nltk.tag.perceptron import PerceptronTagger
 
-    from textdiff.evaluation.span_parser import read_ptb, tree_spans
+    from textdiff.evaluation.trees import read_ptb, tree_spans
 
     files = sorted(gum.glob("*.ptb"))[:max_files]
     if not files or not (ewt / "en_ewt-ud-dev.conllu").is_file():
