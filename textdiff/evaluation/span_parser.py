@@ -12,7 +12,6 @@ label, preterminals and the root dropped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -225,16 +224,3 @@ def train(
     }
     (output / "heldout.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gum", type=Path, required=True, help="folder of GUM .ptb files")
-    parser.add_argument("--output", type=Path, default=None, help="default: $TEXTDIFF_CACHE/span_oracle")
-    parser.add_argument("--epochs", type=int, default=4)
-    args = parser.parse_args()
-    print(json.dumps(train(args.gum, args.output or span_oracle_dir(), args.epochs), indent=2))
-
-
-if __name__ == "__main__":
-    main()
