@@ -140,11 +140,10 @@ def _prompt_ids(tokenizer, prompt: str | None):
 
 def _animate(output, tokenizer, num_samples: int) -> None:
     """Redraw the samples in place after every step (plain lines every ~10% of the steps when not a terminal)."""
+    import shutil
     import time
 
     from textdiff.visualization import Trajectory, terminal_frames
-
-    import shutil
 
     color = sys.stdout.isatty()
     width = shutil.get_terminal_size().columns if color else None  # redrawn lines must not wrap

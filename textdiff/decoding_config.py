@@ -41,12 +41,14 @@ class DecodingConfig:
     SAVED = ("num_inference_steps", "sampler", "clamp")  # the settings a model's generation config may hold
 
     def __post_init__(self) -> None:
-        from .samplers import Sampler
+        from .samplers import SAMPLERS, Sampler
+        from .utils import is_integer
 
-        for name, kind in (("num_inference_steps", int), ("guidance_steps", int), ("clamp", bool)):
-            value = getattr(self, name)
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ValueError(f"{name} must be {kind.__name__}, got {value!r} ({type(value).__name__}).")
+        for name in ("num_inference_steps", "guidance_steps"):
+            if not is_integer(getattr(self, name)):
+                raise ValueError(f"{name} must be int, got {getattr(self, name)!r}.")
+        if not isinstance(self.clamp, bool):
+            raise ValueError(f"clamp must be bool, got {self.clamp!r}.")
         for name in ("guidance_scale", "guidance_step_size", "fluency_weight", "cfg_scale"):
             value = getattr(self, name)
             if value is None and name == "cfg_scale":
@@ -57,6 +59,8 @@ class DecodingConfig:
             raise ValueError(
                 f"sampler must be a name in textdiff.samplers.SAMPLERS or a Sampler instance, got {self.sampler!r}."
             )
+        if isinstance(self.sampler, str) and self.sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}.")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}.")
         check_guidance(self.guidance_scale, self.guidance_steps, self.guidance_step_size, self.fluency_weight)

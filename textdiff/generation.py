@@ -38,7 +38,7 @@ from .processors import (
 )
 from .samplers import SAMPLERS, Sampler
 from .schedules import NoiseSchedule
-from .utils import randn_like
+from .utils import is_integer, randn_like
 
 if TYPE_CHECKING:
     from .modeling import TextDiffusionModel
@@ -195,7 +195,7 @@ def generate(
     settings = DecodingConfig.resolve(getattr(model, "generation_config", None), **given)
     if generator is not None and seed is not None:
         raise ValueError("Pass either `generator` or `seed`, not both.")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+    if seed is not None and not (is_integer(seed) and 0 <= seed < 2**64):
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}.")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
@@ -244,7 +244,7 @@ def plan_decoding(
     config = model.config
     prompt_alone = input_ids is not None and infill_mask is None
     if max_new_tokens is not None:
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        if not is_integer(max_new_tokens) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}.")
         if not prompt_alone:
             raise ValueError("max_new_tokens counts positions after a prompt; pass input_ids (without infill_mask).")
@@ -254,19 +254,13 @@ def plan_decoding(
     if infill_mask is not None and max_length is None:
         max_length = infill_mask.shape[-1]
     max_length = config.max_position_embeddings if max_length is None else max_length
-    if (
-        isinstance(max_length, bool)
-        or not isinstance(max_length, int)
-        or not 1 <= max_length <= config.max_position_embeddings
-    ):
+    if not is_integer(max_length) or not 1 <= max_length <= config.max_position_embeddings:
         raise ValueError(
             f"max_length must be between 1 and the model's max_position_embeddings "
             f"({config.max_position_embeddings}), got {max_length}."
         )
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+    if not is_integer(batch) or batch < 1:
         raise ValueError(f"num_return_sequences must be an integer of at least 1, got {batch!r}.")
-    if isinstance(settings.sampler, str) and settings.sampler not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {settings.sampler!r}; choose one of {sorted(SAMPLERS)}.")
     known, known_ids = _known_positions(
         input_ids, infill_mask, batch, max_length, config.vocab_size, config.eos_token_id
     )

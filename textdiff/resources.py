@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-_ROOTS = (PACKAGE / "bundled", PACKAGE.parent)  # the wheel's copy first, then a checkout's top level
+# The wheel's copy first, then, in a checkout (an editable install), the repository's top level.
+_ROOTS = (PACKAGE / "bundled",) + ((PACKAGE.parent,) if (PACKAGE.parent / "pyproject.toml").is_file() else ())
 
 
 def bundled(relative: str | Path) -> Path:
@@ -20,13 +21,11 @@ def bundled(relative: str | Path) -> Path:
         FileNotFoundError: Neither the installed package nor a checkout holds it.
     """
     for root in _ROOTS:
-        if root.name == "bundled" or (root / "pyproject.toml").is_file():
-            path = root / relative
-            if path.exists():
-                return path
+        if (root / relative).exists():
+            return root / relative
     raise FileNotFoundError(
-        f"textdiff's bundled file {relative} is missing (looked in {_ROOTS[0]} and the checkout at {_ROOTS[1]}); "
-        "reinstall textdiff with `pip install .` from a complete checkout."
+        f"textdiff's bundled file {relative} is missing (looked in {', '.join(map(str, _ROOTS))}); reinstall "
+        "textdiff with `pip install .` from a complete checkout."
     )
 
 

@@ -1,4 +1,5 @@
-"""Small helpers shared by the loss, the samplers and the decoding loop."""
+"""Small helpers shared across textdiff: noise from a generator, integer checks, the hub probe, and argparse
+with one-line errors."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     """
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def is_integer(value) -> bool:
+    """An int that is not a bool (True is an int in Python, never a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from textdiff.decoding_config import DecodingConfig
 from textdiff.evaluation.controls import ControlTarget, read_control_targets
+from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
 from textdiff.resources import bundled
 
 
@@ -43,28 +44,16 @@ class ControlPart:
 def _spans_control(target: ControlTarget, span_labels: list[str] | None) -> list:
     """Spans whose label the span classifier does not know (NML, absent from the GUM-trained oracle) are not
     asked for; they still count in the success rate."""
-    from textdiff.guidance import Spans
-
     spans = Spans(target.spans).spans
     if span_labels is not None:
         spans = [s for s in spans if s[2] in span_labels]
     return [Spans(spans)] if spans else []
 
 
-def _control(kind: str) -> Callable[[ControlTarget, list[str] | None], list]:
-    def build(target: ControlTarget, span_labels: list[str] | None) -> list:
-        from textdiff import guidance
-
-        value = {"FieldValue": target.attribute, "PartsOfSpeech": (target.pos,), "Length": (target.length,)}[kind]
-        return [getattr(guidance, kind)(*value)]
-
-    return build
-
-
 PARTS = {
     "semantic": ControlPart(
         "field_value",
-        _control("FieldValue"),
+        lambda t, span_labels: [FieldValue(*t.attribute)],
         "control_semantic",
         "semantic_accuracy",
         lambda t: t.attribute[1],
@@ -72,7 +61,7 @@ PARTS = {
     ),
     "pos": ControlPart(
         "pos",
-        _control("PartsOfSpeech"),
+        lambda t, span_labels: [PartsOfSpeech(t.pos)],
         "control_pos",
         "pos_accuracy",
         lambda t: t.pos,
@@ -88,7 +77,12 @@ PARTS = {
         lambda t: " ".join(f"{label}[{a},{b}]" for a, b, label in t.spans),
     ),
     "length": ControlPart(
-        None, _control("Length"), "control_length", "length_accuracy", lambda t: t.length, lambda t: f"{t.length} words"
+        None,
+        lambda t, span_labels: [Length(t.length)],
+        "control_length",
+        "length_accuracy",
+        lambda t: t.length,
+        lambda t: f"{t.length} words",
     ),
 }
 

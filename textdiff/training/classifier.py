@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
     classifier = LatentClassifier(config).to(device)
     classifier.load_state_dict(loop.ema.state_dict())
     cleanup_distributed(dist)
+    if dist.rank != 0:  # one process evaluates and saves
+        return output
 
     # 5. Held-out accuracy at several noise levels, and the export.
     classifier.eval()

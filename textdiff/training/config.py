@@ -30,6 +30,7 @@ import yaml
 from ..resources import bundled, bundled_config
 from ..schedules import SCHEDULES
 from ..tokenization import TOKENIZER_KINDS
+from ..utils import is_integer
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -280,25 +281,21 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if type(None) in options:
             return None
         raise ValueError(f"{where} must not be null.")
+    if float in options and str not in options and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
+        if option is int and is_integer(value):
             return value
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if option is float and (is_integer(value) or isinstance(value, float)):
             if not math.isfinite(value):
                 raise ValueError(f"{where} must be a finite number, got {value!r}.")
             return float(value)
         if option is str and isinstance(value, str):
             return value
-    if float in options and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            number = float(value)
-        except ValueError:
-            number = None
-        if number is not None:
-            if not math.isfinite(number):
-                raise ValueError(f"{where} must be a finite number, got {value!r}.")
-            return number
     names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
     raise ValueError(f"{where} must be {names}, got {value!r} ({type(value).__name__}).")
