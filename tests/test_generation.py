@@ -57,7 +57,7 @@ def test_pad_after_eos():
     assert pad_after_eos(ids, eos_token_id=2, pad_token_id=0).tolist() == [[1, 5, 2, 0, 0, 0], [1, 5, 6, 7, 8, 9]]
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++", "renoise"])
 def test_generate_with_every_sampler(tiny_model, sampler):
     out = tiny_model.generate(
         num_return_sequences=2, num_inference_steps=5, sampler=sampler, seed=0, return_dict_in_generate=True

@@ -133,3 +133,21 @@ def test_dpm_solver_converges_faster_than_first_order_ddim():
     solver_error = (run(DPMSolverSampler, 10) - reference).abs().max()
     ddim_error = (run(DDIMSampler, 10) - reference).abs().max()
     assert solver_error < 0.5 * ddim_error
+
+
+def test_renoise_step_draws_from_the_forward_process_of_the_prediction_alone():
+    from textdiff.samplers import RenoiseSampler
+
+    schedule = NoiseSchedule.from_name("sqrt", 100)
+    sampler = RenoiseSampler(schedule)
+    sampler.set_timesteps(10)
+    t, prev = 66, 55
+    x0 = torch.full((40000, 1, 1), 0.5)
+    # x_t does not enter the step: two different x_t with one generator seed give the same x_s.
+    a = sampler.step(x0, t, torch.full_like(x0, -3.0), generator=torch.Generator().manual_seed(0))
+    b = sampler.step(x0, t, torch.full_like(x0, 3.0), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.prev_sample, b.prev_sample)
+    a_s = schedule.alphas_cumprod[prev].item()
+    assert a.std == pytest.approx((1 - a_s) ** 0.5)
+    assert a.prev_sample.mean().item() == pytest.approx(a_s**0.5 * 0.5, abs=0.01)
+    assert a.prev_sample.var().item() == pytest.approx(1 - a_s, rel=0.05)

@@ -37,6 +37,8 @@ training:
   log_every: 1
   num_samples: 2
   sample_steps: 4
+  sample_sampler: renoise
+  sample_clamp: false
   threads: 1
 """
 
@@ -96,6 +98,8 @@ def test_training_writes_checkpoints_metrics_export_and_samples(trained):
     assert any("eval_loss" in r for r in records)
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
     assert len((out / "samples.txt").read_text().splitlines()) == 2
+    saved = json.loads((out / "model" / "generation_config.json").read_text())  # the model's decoding defaults
+    assert (saved["sampler"], saved["num_inference_steps"], saved["clamp"]) == ("renoise", 4, False)
 
 
 def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_run(trained):

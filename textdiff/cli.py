@@ -60,7 +60,7 @@ def _generate(args: argparse.Namespace) -> int:
             **guidance,
             num_inference_steps=args.steps,
             sampler=args.sampler,
-            clamp=False if args.no_clamp else None,
+            clamp=args.clamp,
             seed=args.seed + start,
             return_dict_in_generate=True,
             **known,
@@ -166,6 +166,7 @@ def _animate(output, tokenizer, num_samples: int) -> None:
 def _visualize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from textdiff.decoding_config import DecodingConfig
     from textdiff.visualization import Trajectory, trajectory_html, trajectory_svg
 
     output_path = Path(args.output)
@@ -181,7 +182,7 @@ def _visualize(args: argparse.Namespace) -> int:
         return_dict_in_generate=True,
     )
     trajectory = Trajectory.from_output(output, tokenizer)
-    sampler = args.sampler or getattr(getattr(model, "generation_config", None), "sampler", None) or "ddpm"
+    sampler = DecodingConfig.resolve(getattr(model, "generation_config", None), sampler=args.sampler).sampler
     title = f"{sampler}, {len(output.timesteps)} steps, seed {args.seed}"
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix == ".svg":
@@ -381,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(SAMPLERS),
         help="default: the model's saved setting, or ddpm",
     )
-    gen.add_argument("--no-clamp", action="store_true", help="turn off the clamping trick")
+    gen.add_argument(
+        "--clamp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="snap x̂0 to the nearest word embedding at every step (default: the model's saved setting, or on)",
+    )
     gen.add_argument("--seed", type=NON_NEGATIVE, default=0)
     gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
     gen.add_argument("--prompt", default=None, help="text to continue (kept fixed; the rest is denoised)")

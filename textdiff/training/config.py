@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ..decoding_config import DecodingConfig
 from ..resources import bundled, bundled_config
 from ..schedules import SCHEDULES
 from ..tokenization import TOKENIZER_KINDS
@@ -106,6 +107,10 @@ class TrainingSection:
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     num_samples: int = 10  # samples written after training
     sample_steps: int = 200  # denoising steps of those samples
+    # sample_steps, sample_sampler and sample_clamp are also saved with the model (generation_config.json) as its
+    # decoding defaults: the sampler (textdiff.samplers.SAMPLERS) and whether x̂0 is clamped to a word embedding.
+    sample_sampler: str = "ddpm"
+    sample_clamp: bool = True
     threads: int | None = None  # CPU threads per process (default: cores / local processes)
     embedding_lr_scale: float = 1.0  # the word embeddings' learning rate / learning_rate (Plaid: ~7x)
     precision: str = "auto"  # auto (bf16 on GPUs, fp32 on CPU, where bf16 is ~40x slower) | bf16 | fp32
@@ -235,6 +240,10 @@ class RunConfig:
         for key in ("warmup_steps", "log_every", "eval_every", "checkpoint_every", "num_samples", "eval_batches"):
             if getattr(tr, key) < 0:
                 raise ValueError(f"training.{key} must be non-negative, got {getattr(tr, key)}.")
+        try:
+            DecodingConfig(num_inference_steps=tr.sample_steps, sampler=tr.sample_sampler, clamp=tr.sample_clamp)
+        except ValueError as error:
+            raise ValueError(f"training.sample_steps / sample_sampler / sample_clamp: {error}") from None
         if tr.precision not in PRECISIONS:
             raise ValueError(f"training.precision must be one of {PRECISIONS}, got {tr.precision!r}.")
         if tr.keep_checkpoints < 1:

@@ -205,14 +205,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
         exported.load_state_dict(ema.state_dict())
         exported.save_pretrained(export_dir)
         tokenizer.save_pretrained(export_dir)
-        GenerationConfig(sampler="ddpm", num_inference_steps=train_cfg.sample_steps, clamp=True).save_pretrained(
-            export_dir
-        )
+        GenerationConfig(
+            sampler=train_cfg.sample_sampler, num_inference_steps=train_cfg.sample_steps, clamp=train_cfg.sample_clamp
+        ).save_pretrained(export_dir)
         logger.info("Exported the EMA model to %s.", export_dir)
         if train_cfg.num_samples:
             ids = exported.to(device).generate(
                 num_return_sequences=train_cfg.num_samples,
                 num_inference_steps=train_cfg.sample_steps,
+                sampler=train_cfg.sample_sampler,
+                clamp=train_cfg.sample_clamp,
                 seed=train_cfg.seed,
             )
             samples = tokenizer.batch_decode(ids, skip_special_tokens=True)

@@ -1,0 +1,110 @@
+"""Samplers on one trained model, measured in one run: for every (sampler, clamping) pair and step count, the same
+number of samples from the same seeds, judged by one AR teacher beside the human references.
+
+Columns: teacher perplexity (and its ratio to the human references'), dist-2, self-BLEU (lower: more varied), the
+share of distinct samples, mean words, and decoding seconds. The human references are the test sentences that
+bench/recipe_ablation.py judges (the same shuffle), so the two benches' ratios share a denominator.
+
+    python bench/decoding_ablation.py --model runs/e2e-tiny/model --teacher runs/teacher/model \
+        --decoders ddpm:clamp renoise:soft --steps 16 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+
+def parse_decoder(text: str) -> tuple[str, bool]:
+    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped) -> (sampler, clamp)."""
+    from textdiff.samplers import SAMPLERS
+
+    name, _, mode = text.partition(":")
+    if name not in SAMPLERS or mode not in ("clamp", "soft"):
+        raise argparse.ArgumentTypeError(f"expected SAMPLER:clamp or SAMPLER:soft with SAMPLER in {sorted(SAMPLERS)}")
+    return name, mode == "clamp"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--teacher", required=True, help="AR teacher directory (same vocabulary)")
+    parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[("ddpm", True), ("renoise", False)])
+    parser.add_argument("--steps", type=int, nargs="+", default=[16, 200])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--num-samples", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=None, help="JSON of every row (and its first ten samples)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import textdiff
+    from textdiff.evaluation.fluency import teacher_score
+    from textdiff.evaluation.harness import load_metric
+    from textdiff.data import load_corpus
+    from textdiff.resources import bundled
+
+    model, tokenizer = textdiff.load_pretrained(args.model)
+    teacher = AutoModelForCausalLM.from_pretrained(args.teacher).eval()
+    teacher_tokenizer = AutoTokenizer.from_pretrained(args.teacher)
+    distinct, self_bleu = load_metric("distinct_n"), load_metric("self_bleu")
+
+    def judge(texts: list[str]) -> dict:
+        return {
+            "ppl": teacher_score(texts, teacher, teacher_tokenizer).perplexity,
+            "dist2": distinct.compute(predictions=texts, max_n=2)["dist-2"],
+            "self_bleu": self_bleu.compute(predictions=texts)["self_bleu"],
+            "distinct_share": len(set(texts)) / len(texts),
+            "words": sum(len(t.split()) for t in texts) / len(texts),
+        }
+
+    test = load_corpus(str(bundled("data/e2e")), "test")["text"]
+    order = random.Random(0).sample(range(len(test)), len(test))
+    human = judge([test[i] for i in order[: args.num_samples]])
+    rows = []
+    for steps in args.steps:
+        for sampler, clamp in args.decoders:
+            for seed in args.seeds:
+                started = time.perf_counter()
+                ids = model.generate(
+                    num_return_sequences=args.num_samples,
+                    num_inference_steps=steps,
+                    sampler=sampler,
+                    clamp=clamp,
+                    seed=seed,
+                )
+                seconds = time.perf_counter() - started
+                texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+                row = {"sampler": sampler, "clamp": clamp, "steps": steps, "seed": seed, "decode_s": seconds}
+                row.update(judge(texts), samples=texts[:10])
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "samples"}), flush=True)
+
+    print(f"\nmodel {args.model}; teacher {args.teacher}; {args.num_samples} samples per row; {args.threads} thread(s)")
+    print("| decoder | steps | seed | teacher PPL (× human) | dist-2 | self-BLEU | distinct | words | decode s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        name = f"{r['sampler']}, {'clamped' if r['clamp'] else 'soft'} x̂0"
+        print(
+            f"| {name} | {r['steps']} | {r['seed']} | {r['ppl']:.2f} ({r['ppl'] / human['ppl']:.2f}×) | "
+            f"{r['dist2']:.3f} | {r['self_bleu']:.3f} | {r['distinct_share']:.2f} | {r['words']:.1f} | "
+            f"{r['decode_s']:.1f} |"
+        )
+    print(
+        f"| human references (test, {args.num_samples}) | — | — | {human['ppl']:.2f} | {human['dist2']:.3f} | "
+        f"{human['self_bleu']:.3f} | {human['distinct_share']:.2f} | {human['words']:.1f} | — |"
+    )
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"human": human, "rows": rows}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
