@@ -46,9 +46,9 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import textdiff
+    from textdiff.data import load_corpus
     from textdiff.evaluation.fluency import teacher_score
     from textdiff.evaluation.harness import load_metric
-    from textdiff.data import load_corpus
     from textdiff.resources import bundled
 
     model, tokenizer = textdiff.load_pretrained(args.model)
