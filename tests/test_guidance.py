@@ -289,3 +289,86 @@ def test_cli_takes_controls_as_flags_or_a_json_file(word_model, span_oracle, tmp
     with pytest.raises(SystemExit):
         main([*common, "--controls", str(spec)])
     assert "Unknown control kinds ['colour']" in capsys.readouterr().err
+
+
+# --- Mentions: guidance through the denoiser's own word distribution ---------------------------------------------
+
+
+def test_the_word_scorer_is_the_log_of_the_summed_run_probabilities():
+    from textdiff.guidance import DenoiserWordScorer
+
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(prediction_type="logits")).eval()
+    scorer = DenoiserWordScorer(model)
+    x, t = torch.randn(3, 12, 16), torch.full((3,), 40)
+    target = torch.tensor([[7, 9], [5, -100], [-100, -100]])  # two words; one word; no control in row 2
+    with torch.no_grad():
+        got = scorer.log_prob(x, t, target)
+        p = model(x, t).logits.float().softmax(-1)  # (B, L, V)
+    runs = [sum(p[0, a, 7] * p[0, a + 1, 9] for a in range(11)), p[1, :, 5].sum()]  # Σ_a Π_j p(w_{a+j} = v_j)
+    torch.testing.assert_close(got[:2], torch.stack(runs).log())
+    assert got[2] == 0.0
+
+
+def test_mentions_guidance_raises_the_score_and_leaves_the_model_alone():
+    from textdiff.guidance import DenoiserWordScorer, Mentions
+
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(prediction_type="logits")).eval()
+    scorers = {"mentions": DenoiserWordScorer(model)}
+    guidance = guidance_for(scorers, [Mentions([7, 9])], fluency_weight=0.0, step_size=0.5)
+    x = torch.randn(6, 12, 16, generator=torch.Generator().manual_seed(0))
+    assert (guidance.log_prob(guidance(x, x, 1.0, 50), 50) > guidance.log_prob(x, 50)).all()
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())  # only the latent was differentiated
+
+
+def test_generate_with_mentions_needs_no_classifier_and_composes_with_one(classifiers):
+    from textdiff.guidance import DenoiserWordScorer, Mentions
+
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(prediction_type="logits"))
+    controls = [Mentions([7, 9]), PartsOfSpeech(["DET", "NOUN", "VERB", "."])]
+
+    def final_score(steps: int) -> torch.Tensor:
+        latents = []
+        model.generate(num_return_sequences=16, num_inference_steps=10, seed=0, controls=controls[:1],
+                       guidance_steps=steps, callback_on_step_end=lambda step, t, x, pred_x0: latents.append(x))  # fmt: skip
+        scorer = DenoiserWordScorer(model)
+        return scorer.log_prob(latents[-2], torch.full((16,), 10), torch.tensor([[7, 9]] * 16)).detach()
+
+    assert final_score(3).mean() > final_score(0).mean()
+    ids = model.generate(num_return_sequences=2, num_inference_steps=4, seed=0, controls=controls,
+                         classifiers={"pos": classifiers["pos"]})  # fmt: skip
+    assert ids.shape == (2, 12)
+
+
+def test_mentions_from_text_names_words_the_vocabulary_lacks(word_model):
+    from textdiff.guidance import Mentions
+
+    _, tokenizer = textdiff.load_pretrained(str(word_model / "model"))
+    assert Mentions.from_text("Italian food", tokenizer).token_ids == tuple(
+        tokenizer("Italian food", add_special_tokens=False)["input_ids"]
+    )
+    with pytest.raises(ValueError, match=r"\['Zanzibarish'\] not in the model's vocabulary"):
+        Mentions.from_text("Zanzibarish food", tokenizer)
+    with pytest.raises(ValueError, match="at least one word"):
+        Mentions.from_text("", tokenizer)
+
+
+def test_the_control_evaluation_asks_for_field_values_by_words_without_a_classifier(word_model, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from textdiff.evaluation.control_eval import run_control_evaluation
+
+    _, tokenizer = textdiff.load_pretrained(str(word_model / "model"))
+    torch.manual_seed(0)
+    teacher = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=48, n_embd=16, n_layer=1, n_head=1))
+    teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    model_dir = str(word_model / "model")  # it has no field-value classifier: the words route needs none
+    report = run_control_evaluation(model_dir, str(tmp_path / "teacher"), "semantic", num_targets=3,
+                                    num_inference_steps=4, semantic_route="words")  # fmt: skip
+    assert [row["route"] for row in report["rows"]] == ["denoiser word guidance", "unguided"]
+    assert report["settings"]["semantic_route"] == "words" and report["rows"][0]["num_texts"] == 3
+    with pytest.raises(ValueError, match="semantic_route must be one of"):
+        run_control_evaluation(model_dir, str(tmp_path / "teacher"), "semantic", semantic_route="cfg")

@@ -46,7 +46,7 @@ def _generate(args: argparse.Namespace) -> int:
 
         ids, mask = encode_infill(tokenizer, args.infill, args.max_length or model.config.max_position_embeddings)
         known = {"input_ids": torch.tensor([ids]), "infill_mask": torch.tensor([mask])}
-    controls = _controls(args)
+    controls = _controls(args, tokenizer)
     guidance = {}
     for name in ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "cfg_scale"):
         if getattr(args, name) is not None:
@@ -72,8 +72,8 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _controls(args: argparse.Namespace) -> list | None:
-    """The controls given as flags (--field, --pos, --span, --length) and/or a JSON file (--controls)."""
+def _controls(args: argparse.Namespace, tokenizer) -> list | None:
+    """The controls given as flags (--field, --mention, --pos, --span, --length) and/or a JSON file (--controls)."""
     import json
     from pathlib import Path
 
@@ -93,6 +93,8 @@ def _controls(args: argparse.Namespace) -> list | None:
         if not sep or not field or not value:
             raise ValueError(f"--field takes FIELD=VALUE (e.g. food=Italian), got {item!r}.")
         spec.setdefault("field_value", {})[field] = value
+    if args.mention is not None:
+        spec["mentions"] = args.mention
     if args.pos:
         spec["pos"] = args.pos.split()
     for item in args.span or []:
@@ -102,7 +104,7 @@ def _controls(args: argparse.Namespace) -> list | None:
         spec.setdefault("spans", []).append([int(parts[0]), int(parts[1]), parts[2].strip()])
     if args.length is not None:
         spec["length"] = args.length
-    return controls_from_dict(spec) or None
+    return controls_from_dict(spec, tokenizer) or None
 
 
 def _load(directory: str, device: str | None):
@@ -270,6 +272,7 @@ def _eval_control(args: argparse.Namespace) -> int:
         guidance_step_size=args.guidance_step_size,
         fluency_weight=args.fluency_weight,
         cfg_scale=args.cfg_scale,
+        semantic_route=args.semantic_route,
         seed=args.seed,
     )
     output = Path(args.output or Path(args.model) / f"control-{report['suite']}.json")
@@ -364,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="η (default: DecodingConfig's)")
     ev.add_argument("--fluency-weight", type=SCALE, default=None, help="λ (default: the paper's value for the task)")
     ev.add_argument("--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance")
+    ev.add_argument(
+        "--semantic-route",
+        choices=("classifier", "words"),
+        default="classifier",
+        help="field values through their trained classifier, or through the denoiser's own word distribution",
+    )
 
     gen = commands.add_parser("generate", help="decode text from noise with a saved model")
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
@@ -397,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
     control = gen.add_argument_group("controls (classifier guidance; classifiers from `textdiff train-classifier`)")
     control.add_argument("--field", action="append", help="semantic content FIELD=VALUE, e.g. food=Italian")
+    control.add_argument(
+        "--mention",
+        default=None,
+        help='words the text should contain, e.g. "The Eagle" (guided by the denoiser itself)',
+    )
     control.add_argument("--pos", default=None, help='parts of speech, one per word: "PROPN AUX DET NOUN PUNCT"')
     control.add_argument("--span", action="append", help="a constituent START,END,LABEL (word indices), e.g. 0,1,NP")
     control.add_argument("--length", type=COUNT, default=None, help="exact number of words")

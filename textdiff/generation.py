@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from .decoding_config import DecodingConfig
-from .guidance import ClassifierGuidance, Control, FieldValue, LatentClassifier, Length, load_classifiers
+from .guidance import (
+    ClassifierGuidance,
+    Control,
+    DenoiserWordScorer,
+    FieldValue,
+    LatentClassifier,
+    Length,
+    load_classifiers,
+)
 from .processors import (
     BannedTokens,
     Callback,
@@ -344,14 +352,17 @@ def _plan_controls(
         conditions = _condition_rows(rows, config.condition_labels)
         guided = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
     tasks = {c.task for row in guided for c in row if c.task is not None}
-    if classifiers is None and tasks:
+    trained = tasks - {"mentions"}  # Mentions is scored by the denoiser itself
+    if classifiers is None and trained:
         if not model.name_or_path:
             raise ValueError(
-                f"The controls need classifier(s) for {sorted(tasks)}, and this model was not loaded from a "
+                f"The controls need classifier(s) for {sorted(trained)}, and this model was not loaded from a "
                 "directory that could hold them: pass classifiers={task: LatentClassifier} to generate."
             )
-        classifiers = load_classifiers(model.name_or_path, tasks)
-    classifiers = classifiers or {}
+        classifiers = load_classifiers(model.name_or_path, trained)
+    classifiers = dict(classifiers or {})
+    if "mentions" in tasks:
+        classifiers["mentions"] = DenoiserWordScorer(model)
     for control in {c for row in guided for c in row}:
         task_config = classifiers[control.task].config if control.task in classifiers else None
         control.check(length, task_config)

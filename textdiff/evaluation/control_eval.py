@@ -23,7 +23,7 @@ from typing import Any
 
 from textdiff.decoding_config import DecodingConfig
 from textdiff.evaluation.controls import ControlTarget, read_control_targets
-from textdiff.guidance import FieldValue, Length, PartsOfSpeech, Spans
+from textdiff.guidance import FieldValue, Length, Mentions, PartsOfSpeech, Spans
 from textdiff.resources import bundled
 
 
@@ -184,6 +184,14 @@ def fits(target: ControlTarget, max_words: int) -> bool:
     return longest <= max_words
 
 
+SEMANTIC_ROUTES = ("classifier", "words")
+
+
+def _as_mentions(control, tokenizer):
+    """A `FieldValue` as a `Mentions` of its value's words (the "words" route); other controls as they are."""
+    return Mentions.from_text(control.value, tokenizer) if isinstance(control, FieldValue) else control
+
+
 def decode(model, tokenizer, rows: list[list] | None, batch: int, num: int, steps: int, seed: int, **guidance):
     """Texts for `num` rows (controls per row, or None for unguided), in batches; returns (texts, seconds)."""
     texts, seconds = [], 0.0
@@ -212,12 +220,17 @@ def run_control_evaluation(
     guidance_step_size: float | None = None,
     fluency_weight: float | None = None,
     cfg_scale: float | None = None,
+    semantic_route: str = "classifier",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate guided decoding on one target file against the unguided model (see the module docstring).
 
     The guidance settings left as None are `textdiff.DecodingConfig`'s, except λ (fluency_weight): the paper's
-    value for the suite (`SUITES`)."""
+    value for the suite (`SUITES`). `semantic_route` says how field values are asked for: "classifier" (a
+    `FieldValue` control and its trained field-value classifier) or "words" (a `Mentions` control of the value's
+    words, scored by the denoiser's own word distribution, no classifier)."""
+    if semantic_route not in SEMANTIC_ROUTES:
+        raise ValueError(f"semantic_route must be one of {SEMANTIC_ROUTES}, got {semantic_route!r}.")
     from textdiff.evaluation.fluency import load_causal_lm, teacher_score
     from textdiff.loading import load_pretrained
 
@@ -237,10 +250,13 @@ def run_control_evaluation(
     # The classifiers the guided route needs, loaded once (field values go to the model itself under CFG).
     from textdiff.guidance import load_classifiers
 
-    tasks = suite.classifier_tasks() - ({"field_value"} if cfg_scale is not None else set())
+    by_model = cfg_scale is not None or semantic_route == "words"  # field values need no classifier then
+    tasks = suite.classifier_tasks() - ({"field_value"} if by_model else set())
     classifiers = load_classifiers(model_dir, tasks)
     span_labels = classifiers["spans"].config.labels if "spans" in classifiers else None
     rows = [suite.controls(t, span_labels) for t in targets]
+    if semantic_route == "words":
+        rows = [[_as_mentions(c, tokenizer) for c in row] for row in rows]
     decoding = DecodingConfig.resolve(
         guidance_scale=guidance_scale,
         guidance_steps=guidance_steps,
@@ -258,6 +274,8 @@ def run_control_evaluation(
     }
 
     guided = "classifier guidance"
+    if semantic_route == "words" and "semantic" in suite.parts:
+        guided = "denoiser word guidance" + (" + classifier guidance" if suite.name == "compose" else "")
     if suite.name == "length":
         guided = "length (END fixed)"
     elif cfg_scale is not None:
@@ -290,6 +308,7 @@ def run_control_evaluation(
         "settings": {
             "num_inference_steps": num_inference_steps,
             "seed": seed,
+            "semantic_route": semantic_route,
             "num_targets": len(targets),
             **{name: value for name, value in settings.items() if name != "classifiers"},
         },

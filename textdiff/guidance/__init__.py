@@ -8,8 +8,9 @@ from transformers import AutoConfig, AutoModel
 
 from .classifier import LatentClassifier, LatentClassifierConfig, LatentClassifierOutput
 from .classifier_guidance import ClassifierGuidance
-from .controls import UPOS_TO_UNIVERSAL, Control, FieldValue, Length, PartsOfSpeech, Spans
+from .controls import UPOS_TO_UNIVERSAL, Control, FieldValue, Length, Mentions, PartsOfSpeech, Spans
 from .tasks import CLASSIFIER_TASKS, IGNORE, TASKS, ClassifierTask, classifier_task
+from .word_guidance import DenoiserWordScorer
 
 AutoConfig.register(LatentClassifierConfig.model_type, LatentClassifierConfig)
 AutoModel.register(LatentClassifierConfig, LatentClassifier)
@@ -49,11 +50,13 @@ __all__ = [
     "ClassifierGuidance",
     "ClassifierTask",
     "Control",
+    "DenoiserWordScorer",
     "FieldValue",
     "LatentClassifier",
     "LatentClassifierConfig",
     "LatentClassifierOutput",
     "Length",
+    "Mentions",
     "PartsOfSpeech",
     "Spans",
     "classifier_path",

@@ -4,7 +4,8 @@ After each reverse step x_t → x_s, the step's sample is refined by K gradient 
 
     −Σ_c w · log p_c(target_c | x_s, s)  +  λ · ‖μ − x_s‖² / σ
 
-where p_c are classifiers trained on noisy latents (their log-probabilities add, so controls compose), w is the
+where p_c are classifiers trained on noisy latents, or the denoiser's own word distribution for `Mentions`
+(`word_guidance.DenoiserWordScorer`); their log-probabilities add, so controls compose. w is the
 guidance scale and the second term is the fluency regulariser: μ and σ are the mean and standard deviation of the
 sampler's Gaussian step p(x_s | x_t) (σ = 1 when the step is deterministic, as in the reference code). Guidance
 only touches the sampler's output, so it works unchanged with every sampler. As in the paper it is skipped on
@@ -23,7 +24,6 @@ import torch
 from ..decoding_config import DecodingConfig, check_guidance
 from .classifier import LatentClassifier
 from .controls import Control
-from .tasks import classifier_task
 
 
 @dataclass
@@ -96,9 +96,9 @@ class ClassifierGuidance:
                 slots = rows_by_task.setdefault(control.task, [None] * len(controls))
                 row_target = control.target(length, classifiers[control.task].config)
                 if slots[row] is not None:
-                    row_target = classifier_task(control.task).merge(slots[row], row_target, control)
+                    row_target = classifiers[control.task].task.merge(slots[row], row_target, control)
                 slots[row] = row_target
-        return {task: classifier_task(task).stack(rows) for task, rows in rows_by_task.items()}
+        return {task: classifiers[task].task.stack(rows) for task, rows in rows_by_task.items()}
 
     def active(self, step_index: int, num_inference_steps: int) -> bool:
         """Whether denoising step `step_index` (0-based) is guided: all but the final skip_last_fraction."""
@@ -122,13 +122,13 @@ class ClassifierGuidance:
         optimizer = torch.optim.Adagrad([latent], lr=self.step_size)
         with torch.enable_grad():
             for _ in range(self.num_steps):
-                optimizer.zero_grad()
                 # 1. log p(c_1, c_2 | x_s) = Σ_c log p_c(c | x_s).
                 log_prob = self._log_prob(latent, timestep)
                 # 2. The fluency term: λ ‖μ − x_s‖² / σ keeps x_s likely under the denoising step.
                 fluency = ((mean - latent) ** 2).sum(dim=(1, 2)) / scale  # (B,)
                 loss = (-self.guidance_scale * log_prob + self.fluency_weight * fluency).sum()
-                loss.backward()
+                # Only the latent's gradient: a scorer that runs the denoiser leaves its weights' .grad alone.
+                (latent.grad,) = torch.autograd.grad(loss, [latent])
                 optimizer.step()
         return latent.detach()
 

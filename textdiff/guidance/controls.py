@@ -85,6 +85,45 @@ class FieldValue(Control):
 
 
 @dataclass(frozen=True)
+class Mentions(Control):
+    """The text should contain these words, in order and contiguously (e.g. a field value, "The Golden Curry"),
+    scored by the denoiser's own word distribution: no classifier to train (`textdiff.guidance.word_guidance`).
+    Build it from text with `Mentions.from_text(text, tokenizer)`."""
+
+    token_ids: tuple[int, ...]
+    task = "mentions"
+
+    def __init__(self, token_ids) -> None:
+        object.__setattr__(self, "token_ids", tuple(int(i) for i in token_ids))
+
+    @classmethod
+    def from_text(cls, text: str, tokenizer) -> Mentions:
+        """The words of `text` in the model's vocabulary; a word the vocabulary lacks is an error."""
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"Mentions needs at least one word, got {text!r}.")
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            unknown = [w for w, i in zip(text.split(), ids) if i == tokenizer.unk_token_id] or [text]
+            raise ValueError(f"Mentions({text!r}): {unknown} not in the model's vocabulary; ask for words it knows.")
+        return cls(ids)
+
+    def check(self, max_length: int, config: LatentClassifierConfig | None) -> None:
+        if not self.token_ids:
+            raise ValueError("Mentions needs at least one word.")
+        if len(self.token_ids) + 2 > max_length:
+            raise ValueError(
+                f"Mentions asks for {len(self.token_ids)} words, but {max_length} positions hold at most "
+                f"{max_length - 2}; raise max_length or ask for fewer words."
+            )
+
+    def window(self) -> tuple[int, bool]:
+        return len(self.token_ids) + 2, False
+
+    def target(self, length: int, config: LatentClassifierConfig | None) -> torch.Tensor:
+        return torch.tensor(self.token_ids)  # (W,)
+
+
+@dataclass(frozen=True)
 class PartsOfSpeech(Control):
     """One tag per word, UPOS or universal, e.g. `PartsOfSpeech(["PROPN", "AUX", "DET", "NOUN", "PUNCT"])`.
 
@@ -181,19 +220,27 @@ class Length(Control):
         return ids, known
 
 
-def controls_from_dict(spec: dict) -> list[Control]:
+def controls_from_dict(spec: dict, tokenizer=None) -> list[Control]:
     """Controls from their JSON form (the CLI's `--controls FILE`):
 
-        {"field_value": {"food": "Italian"}, "pos": ["PROPN", "AUX", ...], "spans": [[0, 2, "NP"]], "length": 12}
+        {"field_value": {"food": "Italian"}, "mentions": "The Eagle", "pos": ["PROPN", "AUX", ...],
+         "spans": [[0, 2, "NP"]], "length": 12}
 
-    Every key is optional; unknown keys are an error.
+    Every key is optional; unknown keys are an error. "mentions" (words the text should contain, scored by the
+    denoiser itself) needs the model's `tokenizer`.
     """
     if not isinstance(spec, dict):
         raise ValueError(f"A controls spec must be a JSON object, got {type(spec).__name__}.")
-    unknown = sorted(set(spec) - {"field_value", "pos", "spans", "length"})
+    unknown = sorted(set(spec) - {"field_value", "mentions", "pos", "spans", "length"})
     if unknown:
-        raise ValueError(f"Unknown control kinds {unknown}; use field_value, pos, spans and length.")
+        raise ValueError(f"Unknown control kinds {unknown}; use field_value, mentions, pos, spans and length.")
     controls: list[Control] = []
+    if spec.get("mentions") is not None:
+        if not isinstance(spec["mentions"], str):
+            raise ValueError(f'"mentions" must be the words as one string, e.g. "The Eagle", got {spec["mentions"]!r}.')
+        if tokenizer is None:
+            raise ValueError('"mentions" needs the model\'s tokenizer: controls_from_dict(spec, tokenizer).')
+        controls.append(Mentions.from_text(spec["mentions"], tokenizer))
     fields = spec.get("field_value") or {}
     if not isinstance(fields, dict):
         raise ValueError('"field_value" must map fields to values, e.g. {"food": "Italian"}.')
