@@ -372,3 +372,10 @@ def test_the_control_evaluation_asks_for_field_values_by_words_without_a_classif
     assert report["settings"]["semantic_route"] == "words" and report["rows"][0]["num_texts"] == 3
     with pytest.raises(ValueError, match="semantic_route must be one of"):
         run_control_evaluation(model_dir, str(tmp_path / "teacher"), "semantic", semantic_route="cfg")
+
+
+def test_guidance_start_leaves_the_first_steps_unguided(classifiers):
+    guidance = guidance_for(classifiers, CONTROLS[:1], skip_first_fraction=0.3, skip_last_fraction=0.1)
+    assert [guidance.active(i, 10) for i in range(10)] == [False] * 3 + [True] * 6 + [False]
+    with pytest.raises(ValueError, match=r"guidance_start must be in \[0, 1\)"):
+        textdiff.DecodingConfig(guidance_start=1.0)

@@ -48,7 +48,14 @@ def _generate(args: argparse.Namespace) -> int:
         known = {"input_ids": torch.tensor([ids]), "infill_mask": torch.tensor([mask])}
     controls = _controls(args, tokenizer)
     guidance = {}
-    for name in ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "cfg_scale"):
+    for name in (
+        "guidance_scale",
+        "guidance_steps",
+        "guidance_step_size",
+        "fluency_weight",
+        "guidance_start",
+        "cfg_scale",
+    ):
         if getattr(args, name) is not None:
             guidance[name] = getattr(args, name)
     for start in range(0, args.num_samples, args.batch_size):  # memory bounded by the batch, not the request
@@ -271,6 +278,7 @@ def _eval_control(args: argparse.Namespace) -> int:
         guidance_steps=args.guidance_steps,
         guidance_step_size=args.guidance_step_size,
         fluency_weight=args.fluency_weight,
+        guidance_start=args.guidance_start,
         cfg_scale=args.cfg_scale,
         semantic_route=args.semantic_route,
         seed=args.seed,
@@ -366,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--guidance-steps", type=NON_NEGATIVE, default=None, help="K (default: DecodingConfig's)")
     ev.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="η (default: DecodingConfig's)")
     ev.add_argument("--fluency-weight", type=SCALE, default=None, help="λ (default: the paper's value for the task)")
+    ev.add_argument("--guidance-start", type=SCALE, default=None, help="share of the first steps left unguided")
     ev.add_argument("--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance")
     ev.add_argument(
         "--semantic-route",
@@ -419,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--guidance-steps", type=NON_NEGATIVE, default=None, help="K Adagrad steps per denoising step")
     control.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="Adagrad step size")
     control.add_argument("--fluency-weight", type=SCALE, default=None, help="λ of the fluency term")
+    control.add_argument("--guidance-start", type=SCALE, default=None, help="share of the first steps left unguided")
     control.add_argument(
         "--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance"
     )

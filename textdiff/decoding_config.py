@@ -25,6 +25,9 @@ class DecodingConfig:
         guidance_steps: K, Adagrad steps on the latent after each denoising step (0: no guidance).
         guidance_step_size: η, the Adagrad step size.
         fluency_weight: λ, the weight of the fluency term ‖μ − x‖²/σ.
+        guidance_start: The share of the first denoising steps left unguided (0: guide from the first step, as
+            the paper does). With the renoise sampler the words settle late, so guidance can start later and cost
+            less (docs/RESULTS.md, issue 14).
         cfg_scale: s of classifier-free guidance for `FieldValue` controls on a conditional model (None: the
             field values go through classifier guidance).
     """
@@ -36,6 +39,7 @@ class DecodingConfig:
     guidance_steps: int = 3
     guidance_step_size: float = 0.1
     fluency_weight: float = 0.01
+    guidance_start: float = 0.0
     cfg_scale: float | None = None
 
     SAVED = ("num_inference_steps", "sampler", "clamp")  # the settings a model's generation config may hold
@@ -49,7 +53,7 @@ class DecodingConfig:
                 raise ValueError(f"{name} must be int, got {getattr(self, name)!r}.")
         if not isinstance(self.clamp, bool):
             raise ValueError(f"clamp must be bool, got {self.clamp!r}.")
-        for name in ("guidance_scale", "guidance_step_size", "fluency_weight", "cfg_scale"):
+        for name in ("guidance_scale", "guidance_step_size", "fluency_weight", "guidance_start", "cfg_scale"):
             value = getattr(self, name)
             if value is None and name == "cfg_scale":
                 continue
@@ -64,6 +68,8 @@ class DecodingConfig:
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}.")
         check_guidance(self.guidance_scale, self.guidance_steps, self.guidance_step_size, self.fluency_weight)
+        if not 0.0 <= self.guidance_start < 1.0:
+            raise ValueError(f"guidance_start must be in [0, 1), got {self.guidance_start}.")
 
     @classmethod
     def fields(cls) -> tuple[str, ...]:

@@ -166,6 +166,7 @@ def generate(
     guidance_steps: int | None = None,
     guidance_step_size: float | None = None,
     fluency_weight: float | None = None,
+    guidance_start: float | None = None,
     cfg_scale: float | None = None,
 ) -> torch.Tensor | GenerationOutput:
     """Generate text by parallel denoising from pure noise.
@@ -176,10 +177,10 @@ def generate(
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
         num_inference_steps, sampler, clamp, guidance_scale, guidance_steps, guidance_step_size, fluency_weight,
-            cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which documents them and holds the
-            defaults); `num_inference_steps`, `sampler` and `clamp` left as None come from the model's saved
-            generation config (`generation_config.json`, see `load_pretrained`) when it has one. `sampler` is a
-            name in `textdiff.samplers.SAMPLERS` or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
+            guidance_start, cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which documents them and
+            holds the defaults); `num_inference_steps`, `sampler` and `clamp` left as None come from the model's
+            saved generation config (`generation_config.json`, see `load_pretrained`) when it has one. `sampler` is
+            a name in `textdiff.samplers.SAMPLERS` or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
         generator: Source of all randomness; pass one (or `seed`) for reproducible text.
         seed: Convenience for `generator=torch.Generator().manual_seed(seed)`.
         return_dict_in_generate: Return a `GenerationOutput` with the per-step history instead of the ids.
@@ -385,6 +386,7 @@ def _plan_controls(
             num_steps=settings.guidance_steps,
             step_size=settings.guidance_step_size,
             fluency_weight=settings.fluency_weight,
+            skip_first_fraction=settings.guidance_start,
         )
     return rows, guidance, conditions, length_known, words_only
 

@@ -219,6 +219,7 @@ def run_control_evaluation(
     guidance_steps: int | None = None,
     guidance_step_size: float | None = None,
     fluency_weight: float | None = None,
+    guidance_start: float | None = None,
     cfg_scale: float | None = None,
     semantic_route: str = "classifier",
     seed: int = 0,
@@ -262,6 +263,7 @@ def run_control_evaluation(
         guidance_steps=guidance_steps,
         guidance_step_size=guidance_step_size,
         fluency_weight=suite.fluency_weight if fluency_weight is None else fluency_weight,
+        guidance_start=guidance_start,
         cfg_scale=cfg_scale,
     )
     settings = {
@@ -271,6 +273,7 @@ def run_control_evaluation(
         "guidance_steps": decoding.guidance_steps,
         "guidance_step_size": decoding.guidance_step_size,
         "fluency_weight": decoding.fluency_weight,
+        "guidance_start": decoding.guidance_start,
     }
 
     guided = "classifier guidance"

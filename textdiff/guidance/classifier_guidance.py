@@ -38,6 +38,7 @@ class ClassifierGuidance:
         num_steps: K, Adagrad steps per denoising step (3 in the paper).
         step_size: η, the Adagrad learning rate (0.1 in the paper).
         fluency_weight: λ (the paper: semantic 0.01, POS 1e-4, spans 0.1).
+        skip_first_fraction: Share of the first denoising steps left unguided (`DecodingConfig.guidance_start`).
         skip_last_fraction: Share of the final denoising steps left unguided (the paper: t < 10 of 200).
     The defaults of w, K, η and λ are `textdiff.DecodingConfig`'s.
     """
@@ -48,12 +49,14 @@ class ClassifierGuidance:
     num_steps: int = DecodingConfig.guidance_steps
     step_size: float = DecodingConfig.guidance_step_size
     fluency_weight: float = DecodingConfig.fluency_weight
+    skip_first_fraction: float = DecodingConfig.guidance_start
     skip_last_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         check_guidance(self.guidance_scale, self.num_steps, self.step_size, self.fluency_weight)
-        if not 0.0 <= self.skip_last_fraction <= 1.0:
-            raise ValueError(f"skip_last_fraction must be in [0, 1], got {self.skip_last_fraction}.")
+        for name in ("skip_first_fraction", "skip_last_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
         missing = sorted(set(self.targets) - set(self.classifiers))
         if missing:
             raise ValueError(
@@ -101,9 +104,11 @@ class ClassifierGuidance:
         return {task: classifiers[task].task.stack(rows) for task, rows in rows_by_task.items()}
 
     def active(self, step_index: int, num_inference_steps: int) -> bool:
-        """Whether denoising step `step_index` (0-based) is guided: all but the final skip_last_fraction."""
-        unguided = round(self.skip_last_fraction * num_inference_steps)
-        return self.num_steps > 0 and step_index < num_inference_steps - unguided
+        """Whether denoising step `step_index` (0-based) is guided: all but the first skip_first_fraction and the
+        final skip_last_fraction."""
+        first = round(self.skip_first_fraction * num_inference_steps)
+        last = num_inference_steps - round(self.skip_last_fraction * num_inference_steps)
+        return self.num_steps > 0 and first <= step_index < last
 
     def to(self, device: torch.device) -> ClassifierGuidance:
         """Move the targets to the latents' device (once per decode, not at every step)."""
