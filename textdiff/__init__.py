@@ -9,11 +9,11 @@ from transformers import AutoConfig, AutoModel
 from .configuration import TextDiffusionConfig
 from .decoding_config import DecodingConfig
 from .generation import GenerationOutput, generate
-from .guidance import FieldValue, LatentClassifier, LatentClassifierConfig, Length, PartsOfSpeech, Spans
+from .guidance import FieldValue, LatentClassifier, LatentClassifierConfig, Length, Mentions, PartsOfSpeech, Spans
 from .loading import load_pretrained
 from .losses import DiffusionLMLoss, LossOutput
 from .modeling import DenoiserOutput, TextDiffusionModel
-from .samplers import SAMPLERS, DDIMSampler, DDPMSampler, DPMSolverSampler, Sampler, SamplerOutput
+from .samplers import SAMPLERS, DDIMSampler, DDPMSampler, DPMSolverSampler, RenoiseSampler, Sampler, SamplerOutput
 from .schedules import NoiseSchedule
 from .tokenization import train_tokenizer
 
@@ -28,6 +28,7 @@ __all__ = [
     "DDPMSampler",
     "DecodingConfig",
     "DPMSolverSampler",
+    "RenoiseSampler",
     "DenoiserOutput",
     "DiffusionLMLoss",
     "FieldValue",
@@ -35,6 +36,7 @@ __all__ = [
     "LatentClassifier",
     "LatentClassifierConfig",
     "Length",
+    "Mentions",
     "LossOutput",
     "NoiseSchedule",
     "PartsOfSpeech",
