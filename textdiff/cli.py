@@ -47,17 +47,7 @@ def _generate(args: argparse.Namespace) -> int:
         ids, mask = encode_infill(tokenizer, args.infill, args.max_length or model.config.max_position_embeddings)
         known = {"input_ids": torch.tensor([ids]), "infill_mask": torch.tensor([mask])}
     controls = _controls(args, tokenizer)
-    guidance = {}
-    for name in (
-        "guidance_scale",
-        "guidance_steps",
-        "guidance_step_size",
-        "fluency_weight",
-        "guidance_start",
-        "cfg_scale",
-    ):
-        if getattr(args, name) is not None:
-            guidance[name] = getattr(args, name)
+    guidance = _guidance_settings(args)
     for start in range(0, args.num_samples, args.batch_size):  # memory bounded by the batch, not the request
         size = min(args.batch_size, args.num_samples - start)
         output = model.generate(
@@ -76,6 +66,57 @@ def _generate(args: argparse.Namespace) -> int:
             _animate(output, tokenizer, size)
         for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
             console.info(text)
+    return 0
+
+
+GUIDANCE_SETTINGS = ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "guidance_start")
+
+
+def _guidance_settings(args: argparse.Namespace) -> dict:
+    """The guidance settings given on the command line (the others default as in `generate`)."""
+    names = (*GUIDANCE_SETTINGS, "cfg_scale")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _edit(args: argparse.Namespace) -> int:
+    """`textdiff edit` and `textdiff correct`: noise the text part of the way and denoise it back."""
+    import torch
+
+    model, tokenizer = _load(args.model, args.device)
+    ids = tokenizer([args.text] * args.num_samples, return_tensors="pt")["input_ids"]  # (N, P)
+    if tokenizer.unk_token_id is not None and (ids == tokenizer.unk_token_id).any():
+        console.info("Note: words outside the model's vocabulary are read as [UNK] and will be rewritten.")
+    keep_mask = None
+    if getattr(args, "keep", None):
+        try:
+            keep = [int(i) for i in args.keep.split(",")]
+        except ValueError:
+            raise ValueError(f"--keep takes word indices such as 0,1, got {args.keep!r}.") from None
+        if not all(0 <= i < ids.shape[1] for i in keep):
+            raise ValueError(f"--keep indices must be between 0 and {ids.shape[1] - 1} (the text's words).")
+        keep_mask = torch.zeros(ids.shape, dtype=torch.bool)
+        keep_mask[:, keep] = True
+    if args.command == "correct":  # keep the words the model reads confidently; re-noise only the others
+        from textdiff.editing import confident_words
+
+        keep_mask = confident_words(model, ids, args.keep_threshold, torch.Generator().manual_seed(args.seed))
+    controls = _controls(args, tokenizer) if args.command == "edit" else None
+    output = model.edit(
+        ids,
+        args.strength,
+        keep_mask=keep_mask,
+        controls=controls,
+        **_guidance_settings(args),
+        num_inference_steps=args.steps,
+        sampler=args.sampler,
+        clamp=args.clamp,
+        seed=args.seed,
+        return_dict_in_generate=True,
+    )
+    if args.show_steps:
+        _animate(output, tokenizer, args.num_samples)
+    for text in tokenizer.batch_decode(output.sequences, skip_special_tokens=True):
+        console.info(text)
     return 0
 
 
@@ -317,6 +358,59 @@ COUNT, NON_NEGATIVE = _number(int, 0, strict=True), _number(int, 0)
 SCALE, POSITIVE = _number(float, 0.0), _number(float, 0.0, strict=True)
 
 
+# `textdiff correct`'s defaults: re-noise the words the model gives < 0.5 at t_min, to strength 0.3 (the lowest
+# teacher perplexity without raising the word error rate in bench/correction.py; docs/RESULTS.md, issue 16).
+CORRECTION_STRENGTH, CORRECTION_THRESHOLD = 0.3, 0.5
+
+
+def _add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    from textdiff.samplers import SAMPLERS
+
+    parser.add_argument(
+        "--steps",
+        type=COUNT,
+        default=None,
+        help="denoising steps, respaced from the training steps (default: the model's saved setting, or 200)",
+    )
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        choices=sorted(SAMPLERS),
+        help="default: the model's saved setting, or ddpm",
+    )
+    parser.add_argument(
+        "--clamp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="snap x̂0 to the nearest word embedding at every step (default: the model's saved setting, or on)",
+    )
+    parser.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    parser.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
+    parser.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
+
+
+def _add_control_arguments(parser: argparse.ArgumentParser) -> None:
+    control = parser.add_argument_group("controls (classifier guidance; classifiers from `textdiff train-classifier`)")
+    control.add_argument("--field", action="append", help="semantic content FIELD=VALUE, e.g. food=Italian")
+    control.add_argument(
+        "--mention",
+        default=None,
+        help='words the text should contain, e.g. "The Eagle" (guided by the denoiser itself)',
+    )
+    control.add_argument("--pos", default=None, help='parts of speech, one per word: "PROPN AUX DET NOUN PUNCT"')
+    control.add_argument("--span", action="append", help="a constituent START,END,LABEL (word indices), e.g. 0,1,NP")
+    control.add_argument("--length", type=COUNT, default=None, help="exact number of words")
+    control.add_argument("--controls", default=None, help='JSON file: {"field_value": {...}, "pos": [...], ...}')
+    control.add_argument("--guidance-scale", type=SCALE, default=None, help="weight w of log p(control)")
+    control.add_argument("--guidance-steps", type=NON_NEGATIVE, default=None, help="K Adagrad steps per denoising step")
+    control.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="Adagrad step size")
+    control.add_argument("--fluency-weight", type=SCALE, default=None, help="λ of the fluency term")
+    control.add_argument("--guidance-start", type=SCALE, default=None, help="share of the first steps left unguided")
+    control.add_argument(
+        "--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from textdiff.samplers import SAMPLERS
 
@@ -387,51 +481,37 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
     gen.add_argument("--num-samples", type=COUNT, default=10)
     gen.add_argument("--batch-size", type=COUNT, default=64, help="sequences decoded at once (memory grows with it)")
-    gen.add_argument(
-        "--steps",
-        type=COUNT,
-        default=None,
-        help="denoising steps, respaced from the training steps (default: the model's saved setting, or 200)",
-    )
     gen.add_argument("--max-length", type=COUNT, default=None, help="positions to decode (default: the model's)")
-    gen.add_argument(
-        "--sampler",
-        default=None,
-        choices=sorted(SAMPLERS),
-        help="default: the model's saved setting, or ddpm",
-    )
-    gen.add_argument(
-        "--clamp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="snap x̂0 to the nearest word embedding at every step (default: the model's saved setting, or on)",
-    )
-    gen.add_argument("--seed", type=NON_NEGATIVE, default=0)
-    gen.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
+    _add_decoding_arguments(gen)
     gen.add_argument("--prompt", default=None, help="text to continue (kept fixed; the rest is denoised)")
     gen.add_argument(
         "--infill", default=None, help='text with blanks: "The Eagle is a <mask> <mask> near Burger King ."'
     )
-    gen.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
-    control = gen.add_argument_group("controls (classifier guidance; classifiers from `textdiff train-classifier`)")
-    control.add_argument("--field", action="append", help="semantic content FIELD=VALUE, e.g. food=Italian")
-    control.add_argument(
-        "--mention",
-        default=None,
-        help='words the text should contain, e.g. "The Eagle" (guided by the denoiser itself)',
+    _add_control_arguments(gen)
+
+    edit = commands.add_parser("edit", help="rewrite a text by noising it part of the way and denoising it back")
+    edit.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
+    edit.add_argument("--text", required=True, help='the text to edit, e.g. "The Eagle serves Italian food ."')
+    edit.add_argument("--strength", type=_number(float, 0.0), required=True, help="0 (unchanged) … 1 (rewritten)")
+    edit.add_argument("--keep", default=None, help="word indices to keep exactly, e.g. 0,1")
+    edit.add_argument("--num-samples", type=COUNT, default=1, help="edits of the same text (different seeds)")
+    _add_decoding_arguments(edit)
+    _add_control_arguments(edit)
+
+    correct = commands.add_parser("correct", help="repair a text: re-noise the words the model doubts, denoise them")
+    correct.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
+    correct.add_argument("--text", required=True, help='the text to repair, e.g. "The Eagle is a a pub near the ."')
+    correct.add_argument(
+        "--strength", type=_number(float, 0.0), default=CORRECTION_STRENGTH, help="how far to noise the text"
     )
-    control.add_argument("--pos", default=None, help='parts of speech, one per word: "PROPN AUX DET NOUN PUNCT"')
-    control.add_argument("--span", action="append", help="a constituent START,END,LABEL (word indices), e.g. 0,1,NP")
-    control.add_argument("--length", type=COUNT, default=None, help="exact number of words")
-    control.add_argument("--controls", default=None, help='JSON file: {"field_value": {...}, "pos": [...], ...}')
-    control.add_argument("--guidance-scale", type=SCALE, default=None, help="weight w of log p(control)")
-    control.add_argument("--guidance-steps", type=NON_NEGATIVE, default=None, help="K Adagrad steps per denoising step")
-    control.add_argument("--guidance-step-size", type=POSITIVE, default=None, help="Adagrad step size")
-    control.add_argument("--fluency-weight", type=SCALE, default=None, help="λ of the fluency term")
-    control.add_argument("--guidance-start", type=SCALE, default=None, help="share of the first steps left unguided")
-    control.add_argument(
-        "--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance"
+    correct.add_argument(
+        "--keep-threshold",
+        type=_number(float, 0.0),
+        default=CORRECTION_THRESHOLD,
+        help="keep the words the model itself gives at least this probability (above 1: re-noise every word)",
     )
+    correct.add_argument("--num-samples", type=COUNT, default=1, help="corrections of the same text")
+    _add_decoding_arguments(correct)
 
     vis = commands.add_parser("visualize", help="draw a decoding trajectory: SVG heatmap or animated HTML page")
     vis.add_argument("--model", required=True)
@@ -459,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return _export(argv[1:])
         args = parser.parse_args(argv)
-        return {"eval": _eval, "visualize": _visualize, "generate": _generate}[args.command](args)
+        commands = {"eval": _eval, "visualize": _visualize, "generate": _generate, "edit": _edit, "correct": _edit}
+        return commands[args.command](args)
     except (ValueError, FloatingPointError) as error:
         parser.exit(2, f"textdiff {argv[0]}: error: {' '.join(str(error).split())}\n")
 

@@ -202,23 +202,34 @@ def generate(
     arguments = locals()
     given = {name: arguments[name] for name in DecodingConfig.fields()}  # the decoding settings among them
     settings = DecodingConfig.resolve(getattr(model, "generation_config", None), **given)
+    generator = resolve_generator(generator, seed)
+    plan = plan_decoding(
+        model, settings, num_return_sequences, max_length, input_ids, infill_mask, max_new_tokens, controls,
+        classifiers, generator, return_dict_in_generate, callback_on_step_end,
+    )  # fmt: skip
+    parameter = model.word_embeddings.weight
+    x = randn_like(torch.empty(plan.shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T
+    return decode_plan(model, plan, x, generator, return_dict_in_generate)
+
+
+def resolve_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
+    """The request's source of randomness: `generator`, or one seeded with `seed` (not both)."""
     if generator is not None and seed is not None:
         raise ValueError("Pass either `generator` or `seed`, not both.")
     if seed is not None and not (is_integer(seed) and 0 <= seed < 2**64):
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}.")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
-    if seed is not None:
-        generator = torch.Generator().manual_seed(seed)
-    plan = plan_decoding(
-        model, settings, num_return_sequences, max_length, input_ids, infill_mask, max_new_tokens, controls,
-        classifiers, generator, return_dict_in_generate, callback_on_step_end,
-    )  # fmt: skip
-    parameter = model.word_embeddings.weight
+    return torch.Generator().manual_seed(seed) if seed is not None else generator
+
+
+def decode_plan(
+    model: TextDiffusionModel, plan: DecodingPlan, x: torch.Tensor, generator, return_dict_in_generate: bool
+) -> torch.Tensor | GenerationOutput:
+    """Run a plan's loop from the latent x (B, L, d) at its sampler's first timestep; the ids, or the output."""
     was_training = model.training
     model.eval()
     try:
-        x = randn_like(torch.empty(plan.shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T
         final = denoising_loop(plan.denoiser, plan.sampler, plan.processors, x, generator)
     finally:
         model.train(was_training)

@@ -223,3 +223,9 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         from .generation import generate
 
         return generate(self, *args, **kwargs)
+
+    def edit(self, *args, **kwargs) -> torch.Tensor | GenerationOutput:
+        """Rewrite given texts by partial noising and denoising (SDEdit); see `textdiff.editing.edit`."""
+        from .editing import edit
+
+        return edit(self, *args, **kwargs)
