@@ -86,7 +86,7 @@ def main() -> None:
     order = random.Random(args.seed).sample(range(len(test)), len(test))
     originals = [test[i] for i in order if len(test[i].split()) + 2 <= model.config.max_position_embeddings]
     originals = originals[: args.num_sentences]
-    vocabulary = [w for w in tokenizer.get_vocab() if not (w.startswith("[") and w.endswith("]"))]
+    vocabulary = sorted(w for w in tokenizer.get_vocab() if not (w.startswith("[") and w.endswith("]")))
 
     def ppl(texts: list[str]) -> float:
         return teacher_score(texts, teacher, tokenizer).perplexity
