@@ -1,12 +1,14 @@
-"""The speed–quality frontier of parallel decoding, measured in one run on one machine.
+"""The speed–quality frontier of parallel decoding against autoregression, measured in one run on one machine.
 
-For each sampler and step count: tokens/s of `generate` for a batch of sequences (all positions decoded in
-parallel), and the teacher perplexity and dist-2 of the samples; the same for the equal-size autoregressive
-baseline decoding token by token with HF `generate` and its KV cache. Prints a markdown table and the speed
-ratio of each diffusion setting to the AR baseline (measured in this run; this machine is noisy, so compare
-ratios, not absolute figures across runs).
+For each batch size: the AR baseline decoding token by token, two ways — HF `generate` with its KV cache, and a
+lean loop over the model's forward with its KV cache (no logits processors, no stopping-criteria machinery) — and
+the diffusion model for each decoder (sampler, clamped or soft x̂0) and step count. Every row reports seconds per
+batch (best of --repeats after a warm-up), tokens/s of the finished texts, and the teacher perplexity and dist-2
+of the texts of the largest batch. Ratios to the faster AR baseline at each batch come last. Diffusion decodes the
+windows drawn from its length prior (all of a batch at the longest one).
 
-    python bench/frontier.py --model runs/e2e-cpu-long/model --teacher runs/ar-cpu-long/model
+    python bench/frontier.py --model runs/e2e-tiny/model --teacher runs/teacher/model --batches 1 64 256 \
+        --decoders renoise:soft ddpm:clamp --steps 16 50 200
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import time
 
 import torch
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import textdiff  # noqa: F401  (registers the Auto classes)
 from textdiff.evaluation.fluency import sample_autoregressive, teacher_score
@@ -33,61 +35,112 @@ def timed(function, repeats: int):
     return best, result
 
 
+@torch.inference_mode()
+def lean_autoregressive(model, tokenizer, batch: int, seed: int) -> list[str]:
+    """Ancestral samples (temperature 1) from [START] to [END] with a plain loop over the forward pass and its KV
+    cache: one token per step for the whole batch, stopping when every row has written [END]."""
+    generator = torch.Generator().manual_seed(seed)
+    bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    tokens = torch.full((batch, 1), bos, dtype=torch.long)
+    written, done, past = [tokens], torch.zeros(batch, dtype=torch.bool), None
+    for _ in range(model.config.max_position_embeddings - 1):
+        out = model(input_ids=tokens, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        tokens = torch.multinomial(out.logits[:, -1].float().softmax(-1), 1, generator=generator)  # (B, 1)
+        tokens = tokens.masked_fill(done[:, None], pad)
+        written.append(tokens)
+        done |= tokens[:, 0] == eos
+        if done.all():
+            break
+    return tokenizer.batch_decode(torch.cat(written, 1), skip_special_tokens=True)
+
+
+def parse_decoder(text: str) -> tuple[str, bool]:
+    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped) -> (sampler, clamp)."""
+    from textdiff.samplers import SAMPLERS
+
+    name, _, mode = text.partition(":")
+    if name not in SAMPLERS or mode not in ("clamp", "soft"):
+        raise argparse.ArgumentTypeError(f"expected SAMPLER:clamp or SAMPLER:soft with SAMPLER in {sorted(SAMPLERS)}")
+    return name, mode == "clamp"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--teacher", required=True, help="AR model: the baseline and the perplexity teacher")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32, 64, 200])
-    parser.add_argument("--samplers", nargs="+", default=["ddpm", "ddim", "dpm-solver++"])
+    parser.add_argument("--teacher", required=True, help="AR model that judges the texts (perplexity)")
+    parser.add_argument("--baseline", default=None, help="AR model that decodes against diffusion (default: teacher)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[("renoise", False), ("ddpm", True)])
+    parser.add_argument("--steps", type=int, nargs="+", default=[16, 50, 200])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
-    torch.manual_seed(args.seed)
-    model = AutoModel.from_pretrained(args.model).eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model, tokenizer = textdiff.load_pretrained(args.model)
     teacher = AutoModelForCausalLM.from_pretrained(args.teacher).eval()
-    length = model.config.max_position_embeddings
+    baseline = AutoModelForCausalLM.from_pretrained(args.baseline).eval() if args.baseline else teacher
+    AutoTokenizer.from_pretrained(args.baseline or args.teacher)  # the baseline must bring the same vocabulary
     dist = load_metric("distinct_n")
     print(
-        f"torch threads: {torch.get_num_threads()}; batch {args.batch} × {length} positions; "
-        f"diffusion {model.num_parameters() / 1e6:.2f}M parameters, AR {teacher.num_parameters() / 1e6:.2f}M"
-    )
-
-    rows = []
-    ar_seconds, ar_texts = timed(
-        lambda: sample_autoregressive(teacher, tokenizer, args.batch, seed=args.seed), args.repeats
+        f"torch threads: {torch.get_num_threads()}; diffusion {model.num_parameters() / 1e6:.2f}M parameters, AR "
+        f"baseline {baseline.num_parameters() / 1e6:.2f}M; up to {model.config.max_position_embeddings} positions"
     )
 
     def real_tokens(texts: list[str]) -> int:
         """Tokens of the texts as written: words + [END] (padding after [END] is not counted)."""
         return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
 
-    rows.append(("AR baseline (KV cache)", "—", real_tokens(ar_texts) / ar_seconds, ar_texts))
-    for sampler in args.samplers:
+    decoders = {
+        "AR, HF generate + KV cache": lambda b: sample_autoregressive(
+            baseline, tokenizer, b, batch_size=b, seed=args.seed
+        ),
+        "AR, lean loop + KV cache": lambda b: lean_autoregressive(baseline, tokenizer, b, args.seed),
+    }
+    for sampler, clamp in args.decoders:
         for steps in args.steps:
-            seconds, ids = timed(
-                lambda: model.generate(
-                    num_return_sequences=args.batch, num_inference_steps=steps, sampler=sampler, seed=args.seed
-                ),
-                args.repeats,
-            )
-            texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-            rows.append((sampler, steps, real_tokens(texts) / seconds, texts))
+            name = f"diffusion, {sampler} {'clamped' if clamp else 'soft'}, {steps} steps"
 
-    print("\n| decoder | steps | tokens/s | × AR | teacher PPL | dist-2 | mean words |")
-    print("|---|---|---|---|---|---|---|")
-    ar_rate = rows[0][2]
-    for name, steps, rate, texts in rows:
-        ppl = teacher_score(texts, teacher, tokenizer).perplexity
-        d2 = dist.compute(predictions=texts, max_n=2)["dist-2"]
-        words = sum(len(t.split()) for t in texts) / len(texts)
-        print(f"| {name} | {steps} | {rate:,.0f} | {rate / ar_rate:.2f} | {ppl:.2f} | {d2:.3f} | {words:.1f} |")
-    print(
-        f"\ntokens/s: tokens of the finished texts (words + [END]) per second of `generate`, for both; diffusion "
-        f"decodes all {length} positions of each sequence whatever the text's length."
-    )
+            def diffusion(b, sampler=sampler, clamp=clamp, steps=steps):
+                ids = model.generate(num_return_sequences=b, num_inference_steps=steps, sampler=sampler, clamp=clamp,
+                                     seed=args.seed)  # fmt: skip
+                return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+            decoders[name] = diffusion
+
+    results = {}  # (name, batch) -> (seconds, tokens/s, texts)
+    for batch in args.batches:
+        for name, decode in decoders.items():
+            with torch.inference_mode():
+                seconds, texts = timed(lambda: decode(batch), args.repeats)
+            results[name, batch] = (seconds, real_tokens(texts) / seconds, texts)
+            print(f"batch {batch:4d} | {name}: {seconds * 1e3:,.1f} ms, {results[name, batch][1]:,.0f} tokens/s",
+                  flush=True)  # fmt: skip
+
+    largest = max(args.batches)
+    quality = {}
+    for name in decoders:
+        texts = results[name, largest][2]
+        quality[name] = (
+            teacher_score(texts, teacher, tokenizer).perplexity,
+            dist.compute(predictions=texts, max_n=2)["dist-2"],
+        )
+    print(f"\n| decoder | {' | '.join(f'batch {b}: ms, tokens/s' for b in args.batches)} | teacher PPL | dist-2 |")
+    print("|---|" + "---|" * len(args.batches) + "---|---|")
+    for name in decoders:
+        cells = " | ".join(f"{results[name, b][0] * 1e3:,.1f} ms, {results[name, b][1]:,.0f}" for b in args.batches)
+        print(f"| {name} | {cells} | {quality[name][0]:.2f} | {quality[name][1]:.3f} |")
+    print(f"\n(teacher perplexity and dist-2 of the batch-{largest} texts)")
+    print("\nRatios to the faster AR baseline at each batch:")
+    ar_names = list(decoders)[:2]
+    for batch in args.batches:
+        fastest = min(ar_names, key=lambda n: results[n, batch][0])
+        for name in list(decoders)[2:]:
+            time_ratio = results[name, batch][0] / results[fastest, batch][0]
+            rate_ratio = results[name, batch][1] / results[fastest, batch][1]
+            print(f"batch {batch:4d} | {name}: time {time_ratio:.2f}× | tokens/s {rate_ratio:.2f}× ({fastest})")
 
 
 if __name__ == "__main__":
