@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from decoding_ablation import parse_decoder  # bench/ is on the path when a bench runs as a script
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import textdiff  # noqa: F401  (registers the Auto classes)
@@ -53,16 +54,6 @@ def lean_autoregressive(model, tokenizer, batch: int, seed: int) -> list[str]:
         if done.all():
             break
     return tokenizer.batch_decode(torch.cat(written, 1), skip_special_tokens=True)
-
-
-def parse_decoder(text: str) -> tuple[str, bool]:
-    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped) -> (sampler, clamp)."""
-    from textdiff.samplers import SAMPLERS
-
-    name, _, mode = text.partition(":")
-    if name not in SAMPLERS or mode not in ("clamp", "soft"):
-        raise argparse.ArgumentTypeError(f"expected SAMPLER:clamp or SAMPLER:soft with SAMPLER in {sorted(SAMPLERS)}")
-    return name, mode == "clamp"
 
 
 def main() -> None:
