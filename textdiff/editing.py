@@ -70,7 +70,8 @@ def edit(
         )
     if ((words < 0) | (words >= config.vocab_size)).any():
         raise ValueError(f"input_ids must be word ids in [0, {config.vocab_size}).")
-    lengths = (words != pad).sum(-1)  # (B,) words per row (right-padded)
+    # [START] w_1 … w_P [END] [PAD] …: START, kept words and the padding are known; the words and END are edited.
+    framed, lengths = frame_words(words, bos, eos, pad)  # (B, L), (B,) words per row
     if (lengths == 0).any():
         raise ValueError("Every row of input_ids needs at least one word.")
     if int(lengths.max()) + 2 > config.max_position_embeddings:
@@ -81,8 +82,6 @@ def edit(
     if keep_mask is not None and torch.as_tensor(keep_mask).shape != words.shape:
         raise ValueError(f"keep_mask must have input_ids' shape {tuple(words.shape)}.")
 
-    # [START] w_1 … w_P [END] [PAD] …: START, kept words and the padding are known; the words and END are edited.
-    framed, lengths = frame_words(words, bos, eos, pad)
     batch, width = framed.shape
     positions = torch.arange(width)[None]  # (1, L)
     edited = (positions >= 1) & (positions <= (lengths + 1)[:, None])  # (B, L)

@@ -24,9 +24,9 @@ import torch
 
 from .decoding_config import DecodingConfig
 from .guidance import (
+    MODEL_SCORERS,
     ClassifierGuidance,
     Control,
-    DenoiserWordScorer,
     FieldValue,
     LatentClassifier,
     Length,
@@ -364,7 +364,7 @@ def _plan_controls(
         conditions = _condition_rows(rows, config.condition_labels)
         guided = [[c for c in row if not isinstance(c, FieldValue)] for row in rows]
     tasks = {c.task for row in guided for c in row if c.task is not None}
-    trained = tasks - {"mentions"}  # Mentions is scored by the denoiser itself
+    trained = tasks - set(MODEL_SCORERS)  # e.g. Mentions: scored by the denoiser itself
     if classifiers is None and trained:
         if not model.name_or_path:
             raise ValueError(
@@ -373,8 +373,7 @@ def _plan_controls(
             )
         classifiers = load_classifiers(model.name_or_path, trained)
     classifiers = dict(classifiers or {})
-    if "mentions" in tasks:
-        classifiers["mentions"] = DenoiserWordScorer(model)
+    classifiers.update({task: MODEL_SCORERS[task](model) for task in tasks & set(MODEL_SCORERS)})
     for control in {c for row in guided for c in row}:
         task_config = classifiers[control.task].config if control.task in classifiers else None
         control.check(length, task_config)

@@ -10,7 +10,7 @@ from .classifier import LatentClassifier, LatentClassifierConfig, LatentClassifi
 from .classifier_guidance import ClassifierGuidance
 from .controls import UPOS_TO_UNIVERSAL, Control, FieldValue, Length, Mentions, PartsOfSpeech, Spans
 from .tasks import CLASSIFIER_TASKS, IGNORE, TASKS, ClassifierTask, classifier_task
-from .word_guidance import DenoiserWordScorer
+from .word_guidance import MODEL_SCORERS, DenoiserWordScorer
 
 AutoConfig.register(LatentClassifierConfig.model_type, LatentClassifierConfig)
 AutoModel.register(LatentClassifierConfig, LatentClassifier)
@@ -45,6 +45,7 @@ __all__ = [
     "CLASSIFIERS_DIR",
     "CLASSIFIER_TASKS",
     "IGNORE",
+    "MODEL_SCORERS",
     "TASKS",
     "UPOS_TO_UNIVERSAL",
     "ClassifierGuidance",

@@ -69,11 +69,11 @@ class DenoiserWordScorer:
         log_probs = self.word_log_probs(x_t, timesteps)  # (B, L, V)
         batch, length, _ = log_probs.shape
         width = target.shape[1]
+        if width > length:
+            raise ValueError(f"A Mentions target of {width} words does not fit in {length} positions.")
         present = target != IGNORE  # (B, W)
         # picked[b, i, j] = log p(w_i = v_j) at every position i for every target word j.
         picked = log_probs.gather(-1, target.clamp(min=0)[:, None, :].expand(batch, length, width))  # (B, L, W)
-        if width > length:
-            raise ValueError(f"A Mentions target of {width} words does not fit in {length} positions.")
         # run[b, a] = Σ_j log p(w_{a+j} = v_j), the words at positions a … a+W_b−1 (padding words count 0; past the
         # last position a run cannot start).
         picked = torch.cat([picked, picked.new_zeros(batch, width - 1, width)], 1)  # (B, L + W − 1, W)
@@ -81,3 +81,7 @@ class DenoiserWordScorer:
         fits = torch.arange(length, device=run.device)[None] + present.sum(-1, keepdim=True) <= length  # (B, L)
         run = run.masked_fill(~fits, float("-inf"))
         return torch.where(present.any(-1), run.logsumexp(-1), torch.zeros_like(run[:, 0]))
+
+
+# Controls scored by the decoded model itself, by task: `generate` builds these instead of loading a classifier.
+MODEL_SCORERS = {MentionsTask.name: DenoiserWordScorer}
