@@ -112,3 +112,66 @@ def module_corpus(tmp_path_factory):
             for text in e2e_texts(split, limit):
                 handle.write(json.dumps({"text": text}) + "\n")
     return directory
+
+
+def saved_web_model(root: Path) -> Path:
+    """A tiny untrained model with a word tokenizer of E2E sentences, a saved renoise decoding and an untrained
+    field_value classifier beside it: what `textdiff serve` loads, in a second."""
+    from transformers import GenerationConfig
+
+    from textdiff.guidance import LatentClassifier, LatentClassifierConfig, classifier_path
+
+    tokenizer = textdiff.train_tokenizer(e2e_texts("train", 200), "word", min_frequency=1)
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(
+        tiny_config(vocab_size=len(tokenizer), max_position_embeddings=24, prediction_type="logits", min_timestep=10,
+                    num_diffusion_steps=2000)  # fmt: skip
+    )
+    model.save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    GenerationConfig(sampler="renoise", num_inference_steps=20, clamp=False).save_pretrained(root)
+    classifier = LatentClassifier(
+        LatentClassifierConfig(
+            task="field_value",
+            fields={"food": ["Chinese", "Italian"], "area": ["riverside"]},
+            embedding_dim=16,
+            hidden_size=16,
+            num_attention_heads=2,
+            max_position_embeddings=24,
+            num_diffusion_steps=2000,
+        )
+    )
+    classifier.save_pretrained(classifier_path(root, "field_value"))
+    return root
+
+
+class ServerThread:
+    """`textdiff.serving`'s app on a free localhost port, served by uvicorn in a thread: `with ServerThread(app) as
+    url: ...`."""
+
+    def __init__(self, app) -> None:
+        import socket
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+
+    def __enter__(self) -> str:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

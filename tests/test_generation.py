@@ -176,3 +176,35 @@ def test_a_model_built_in_memory_needs_its_classifiers_passed(tiny_model):
     """No folder to look in: generate says to pass classifiers= instead of searching the working directory."""
     with pytest.raises(ValueError, match="pass classifiers="):
         tiny_model.generate(num_inference_steps=2, controls=[textdiff.PartsOfSpeech(["NOUN"])])
+
+
+def test_a_streamer_gets_every_step_then_end_and_can_stop_the_decode(tiny_model):
+    class Recorder:
+        def __init__(self, stop_at=None):
+            self.updates, self.ended, self.stop_at = [], 0, stop_at
+
+        def put(self, update):
+            if update.step == self.stop_at:
+                raise KeyboardInterrupt  # what a server's streamer raises for a client that left
+            self.updates.append(update)
+
+        def end(self):
+            self.ended += 1
+
+    recorder = Recorder()
+    out = tiny_model.generate(num_return_sequences=2, num_inference_steps=5, seed=0, streamer=recorder,
+                              return_dict_in_generate=True)  # fmt: skip
+    assert [u.step for u in recorder.updates] == list(range(5)) and recorder.ended == 1
+    assert all(u.num_steps == 5 and u.ids.shape == (2, 12) for u in recorder.updates)
+    assert [u.t for u in recorder.updates] == out.timesteps.tolist()
+    assert torch.equal(torch.stack([u.confidence for u in recorder.updates]), out.confidence)
+    plain = tiny_model.generate(num_return_sequences=2, num_inference_steps=5, seed=0)
+    assert torch.equal(plain, out.sequences)  # streaming does not change the text
+
+    tiny_model.train()
+    stopping = Recorder(stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model.generate(num_inference_steps=5, seed=0, streamer=stopping)
+    assert len(stopping.updates) == 2 and stopping.ended == 0 and tiny_model.training
+    with pytest.raises(ValueError, match="put\\(update\\) and end\\(\\)"):
+        tiny_model.generate(num_inference_steps=2, streamer=object())

@@ -274,6 +274,26 @@ def _export(rest: list[str]) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """`textdiff serve`: the page and its API (the `serve` extra: FastAPI and uvicorn)."""
+    try:
+        from textdiff.serving import DecodeService, ServerLimits, saved_classifiers, serve
+    except ImportError as error:
+        raise ValueError(
+            f'textdiff serve needs the serve extra ({error.name} is missing): pip install "textdiff[serve]".'
+        ) from None
+    if args.port > 65535:
+        raise ValueError(f"--port must be at most 65535, got {args.port}.")
+    model, tokenizer = _load(args.model, args.device)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    limits = ServerLimits(max_steps=args.max_steps, max_samples=args.max_samples, max_queue=args.max_queue)
+    serve(DecodeService(model, tokenizer, saved_classifiers(args.model, args.device), limits), args.host, args.port)
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -522,6 +542,16 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--prompt", default=None)
     vis.add_argument("--rows", type=COUNT, default=16, help="steps shown in the SVG heatmap")
     vis.add_argument("--device", default=None)
+
+    serve = commands.add_parser("serve", help="a web page: set the controls, press generate, watch the words settle")
+    serve.add_argument("--model", required=True, help="directory written by save_pretrained (model + tokenizer)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    serve.add_argument("--port", type=_number(int, 1), default=7860)
+    serve.add_argument("--max-steps", type=COUNT, default=1000, help="most denoising steps a request may ask for")
+    serve.add_argument("--max-samples", type=COUNT, default=8, help="most texts per request")
+    serve.add_argument("--max-queue", type=COUNT, default=64, help="most requests waiting at once (then 503)")
+    serve.add_argument("--threads", type=COUNT, default=None, help="torch's CPU threads for decoding (default: torch's)")
+    serve.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
     return parser
 
 
@@ -539,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return _export(argv[1:])
         args = parser.parse_args(argv)
-        commands = {"eval": _eval, "visualize": _visualize, "generate": _generate, "edit": _edit, "correct": _edit}
+        commands = {"eval": _eval, "visualize": _visualize, "generate": _generate, "edit": _edit, "correct": _edit,
+                    "serve": _serve}
         return commands[args.command](args)
     except (ValueError, FloatingPointError) as error:
         parser.exit(2, f"textdiff {argv[0]}: error: {' '.join(str(error).split())}\n")

@@ -34,6 +34,7 @@ def edit(
     seed: int | None = None,
     return_dict_in_generate: bool = False,
     callback_on_step_end=None,
+    streamer=None,
     controls=None,
     classifiers=None,
     **decoding,
@@ -47,7 +48,8 @@ def edit(
             in a window of its own length (its words, framed by [START] and [END]).
         strength: In [0, 1]: how far the text is noised before it is denoised (0 returns it unchanged).
         keep_mask: (B, P) boolean, True at words to keep exactly.
-        generator, seed, return_dict_in_generate, callback_on_step_end, controls, classifiers: As in `generate`.
+        generator, seed, return_dict_in_generate, callback_on_step_end, streamer, controls, classifiers: As in
+            `generate`.
         **decoding: The decoding settings of `textdiff.DecodingConfig` (num_inference_steps, sampler, clamp,
             guidance_…), defaulting as in `generate`.
 
@@ -91,7 +93,7 @@ def edit(
         edited &= ~keep
     plan = plan_decoding(
         model, settings, batch, width, framed, edited, None, controls, classifiers, generator,
-        return_dict_in_generate, callback_on_step_end,
+        return_dict_in_generate, callback_on_step_end, streamer,
     )  # fmt: skip
 
     # Keep the respaced steps at or below t₀ and start from x_t₀ ~ q(x_t₀ | EMB(text)).
@@ -100,6 +102,8 @@ def edit(
     timesteps = plan.sampler.timesteps
     plan.sampler.timesteps = timesteps[timesteps <= start] if strength > 0 else timesteps[:0]
     if len(plan.sampler.timesteps) == 0:  # nothing to denoise: the text itself
+        if streamer is not None:
+            streamer.end()
         if not return_dict_in_generate:
             return framed
         empty = torch.zeros((0, batch, width))

@@ -43,6 +43,7 @@ from .processors import (
     LoopState,
     SelfConditioning,
     StepProcessorList,
+    Streaming,
 )
 from .samplers import SAMPLERS, Sampler
 from .schedules import NoiseSchedule
@@ -160,6 +161,7 @@ def generate(
     infill_mask: torch.Tensor | None = None,
     max_new_tokens: int | None = None,
     callback_on_step_end: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+    streamer=None,
     controls: list[Control] | list[list[Control]] | None = None,
     classifiers: dict[str, LatentClassifier] | None = None,
     guidance_scale: float | None = None,
@@ -191,6 +193,9 @@ def generate(
         max_new_tokens: With a prompt: decode P + max_new_tokens positions (instead of `max_length`).
         callback_on_step_end: Called after every step as `callback(step, t, latents, pred_x0)` with the step's
             index, its training timestep, the new latents x_s (B, L, d) and the x̂0 it used (B, L, d).
+        streamer: An object with `put(update)` and `end()` (transformers' streamer contract): `put` receives a
+            `textdiff.processors.StepUpdate` (the words and their confidence) after every step, `end()` follows
+            the last; an exception raised by `put` stops the decoding (e.g. a web client that disconnected).
         controls: Targets for the text (`textdiff.guidance`: `FieldValue`, `PartsOfSpeech`, `Spans`, `Length`): one
             list for every row, or one list per row (B lists). Controls of different kinds compose.
         classifiers: {task: `LatentClassifier`} for the controls; if None, those saved beside a model loaded from
@@ -205,7 +210,7 @@ def generate(
     generator = resolve_generator(generator, seed)
     plan = plan_decoding(
         model, settings, num_return_sequences, max_length, input_ids, infill_mask, max_new_tokens, controls,
-        classifiers, generator, return_dict_in_generate, callback_on_step_end,
+        classifiers, generator, return_dict_in_generate, callback_on_step_end, streamer,
     )  # fmt: skip
     parameter = model.word_embeddings.weight
     x = randn_like(torch.empty(plan.shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T
@@ -258,6 +263,7 @@ def plan_decoding(
     generator: torch.Generator | None,
     record_history: bool,
     callback: Callable | None,
+    streamer=None,
 ) -> DecodingPlan:
     """Check a request and build what its loop runs: known positions (prompt, infilling, `Length`, the windows
     of a model with a length prior), banned words, the guidance, the denoiser, the sampler, the processors."""
@@ -332,6 +338,10 @@ def plan_decoding(
     history = History() if record_history else None
     if history is not None:
         processors.append(history)
+    if streamer is not None:
+        if not (callable(getattr(streamer, "put", None)) and callable(getattr(streamer, "end", None))):
+            raise ValueError(f"streamer must have put(update) and end() methods, got {type(streamer).__name__}.")
+        processors.append(Streaming(streamer))
     if callback is not None:
         processors.append(Callback(callback))
     return DecodingPlan((batch, max_length, config.embedding_dim), denoiser, sampler, processors, history)

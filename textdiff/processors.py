@@ -5,7 +5,8 @@ the request's `StepProcessorList` at three points of each step:
 
     scores(scores)               (B, L, V) word scores before rounding        BannedTokens
     estimate(estimate, state)    the rounded x0 estimate of the step          Clamping, KnownTokens,
-                                                                               SelfConditioning, History, Callback
+                                                                               SelfConditioning, History,
+                                                                               Streaming, Callback
     latents(x, step, state)      (B, L, d) the sampler's new latent x_s       ClassifierGuidanceStep, KnownTokens,
                                                                                Callback
 
@@ -170,9 +171,17 @@ class ClassifierGuidanceStep(StepProcessor):
         return x
 
 
+def rounding_confidence(estimate: Estimate) -> torch.Tensor:
+    """(B, L) how settled each rounded word is: softmax(scores) at the chosen word, 1 at known positions."""
+    confidence = estimate.scores.float().softmax(-1).amax(-1)
+    if estimate.fixed is not None:
+        confidence = confidence.masked_fill(estimate.fixed, 1.0)
+    return confidence
+
+
 class History(StepProcessor):
-    """Record the rounded words of every step and, softmax(scores) at the chosen word, how settled each is
-    (1 at known positions): `GenerationOutput.history` and `.confidence`."""
+    """Record the rounded words of every step and how settled each is (`rounding_confidence`):
+    `GenerationOutput.history` and `.confidence`."""
 
     def __init__(self) -> None:
         self.ids: list[torch.Tensor] = []  # S × (B, L)
@@ -180,11 +189,44 @@ class History(StepProcessor):
 
     def estimate(self, estimate: Estimate, state: LoopState) -> Estimate:
         if not state.final:
-            confidence = estimate.scores.float().softmax(-1).amax(-1)
-            if estimate.fixed is not None:
-                confidence = confidence.masked_fill(estimate.fixed, 1.0)
             self.ids.append(estimate.ids)
-            self.confidence.append(confidence)
+            self.confidence.append(rounding_confidence(estimate))
+        return estimate
+
+
+@dataclass
+class StepUpdate:
+    """What a streamer receives after each step: the text as it stands.
+
+    Attributes:
+        step: The step's index, 0 … num_steps − 1.
+        num_steps: S, the steps this decoding takes.
+        t: The step's training timestep (its noise level is the schedule's √(1 − ᾱ_t)).
+        ids: (B, L) the rounded x0 estimate's words (before padding after [END]).
+        confidence: (B, L) each word's `rounding_confidence`.
+    """
+
+    step: int
+    num_steps: int
+    t: int
+    ids: torch.Tensor
+    confidence: torch.Tensor
+
+
+class Streaming(StepProcessor):
+    """transformers' streamer contract, per diffusion step: `streamer.put(StepUpdate)` after every step's rounding,
+    `streamer.end()` once the last latent is rounded. An exception raised by `put` (a client that went away) ends
+    the decoding there."""
+
+    def __init__(self, streamer) -> None:
+        self.streamer = streamer
+
+    def estimate(self, estimate: Estimate, state: LoopState) -> Estimate:
+        if state.final:
+            self.streamer.end()
+        else:
+            update = StepUpdate(state.step, state.num_steps, state.t, estimate.ids, rounding_confidence(estimate))
+            self.streamer.put(update)
         return estimate
 
 
