@@ -124,8 +124,13 @@ def saved_web_model(root: Path) -> Path:
     tokenizer = textdiff.train_tokenizer(e2e_texts("train", 200), "word", min_frequency=1)
     torch.manual_seed(0)
     model = textdiff.TextDiffusionModel(
-        tiny_config(vocab_size=len(tokenizer), max_position_embeddings=24, prediction_type="logits", min_timestep=10,
-                    num_diffusion_steps=2000)  # fmt: skip
+        tiny_config(
+            vocab_size=len(tokenizer),
+            max_position_embeddings=24,
+            prediction_type="logits",
+            min_timestep=10,
+            num_diffusion_steps=2000,
+        )  # fmt: skip
     )
     model.save_pretrained(root)
     tokenizer.save_pretrained(root)

@@ -18,9 +18,9 @@ from conftest import ServerThread, saved_web_model
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from textdiff.serving import DecodeService, ServerLimits, create_app  # noqa: E402
+from textdiff.serving import DecodeService, ServerLimits, create_app
 
-LIMITS = dict(max_steps=3000, max_samples=4, max_queue=64, max_text_chars=200, max_body_bytes=4096)
+LIMITS = {"max_steps": 3000, "max_samples": 4, "max_queue": 64, "max_text_chars": 200, "max_body_bytes": 4096}
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from conftest import ServerThread, saved_web_model
 pytest.importorskip("selenium")
 pytest.importorskip("fastapi")
 
-from textdiff.serving import DecodeService, ServerLimits, create_app  # noqa: E402
+from textdiff.serving import DecodeService, ServerLimits, create_app
 
 
 def chromium():
@@ -109,15 +109,21 @@ def run_page(browser, url: str, request: dict, screenshot: Path | None = None, a
     if screenshot and taken is None:
         step = max(0, round(at * (frames - 1)) - 1)
         browser.execute_script(
-            "const s = document.getElementById('slider'); s.value = arguments[0];"
-            "s.dispatchEvent(new Event('input'));",
+            "const s = document.getElementById('slider'); s.value = arguments[0];s.dispatchEvent(new Event('input'));",
             step,
         )
         browser.execute_script("window.scrollTo(0, 0);")
         browser.save_screenshot(str(screenshot))
         taken = f"scrubbed back to step {step + 1} of {frames - 1}"
     scrubbed = browser.find_element(By.ID, "status").text
-    return dict(texts=texts, frames=frames, status=final_status, words=final_words, scrubbed=scrubbed, taken=taken)
+    return {
+        "texts": texts,
+        "frames": frames,
+        "status": final_status,
+        "words": final_words,
+        "scrubbed": scrubbed,
+        "taken": taken,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,7 @@ class DecodeRequest(BaseModel):
     steps: int | None = Field(None, ge=1)
     sampler: str | None = None
     clamp: bool | None = None
+    x0_temperature: float | None = Field(None, gt=0.0)
     seed: int = Field(0, ge=0, lt=2**63)
     controls: dict[str, Any] = Field(default_factory=dict)
     guidance_scale: float | None = Field(None, gt=0.0)
@@ -194,7 +195,7 @@ class DecodeService:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textdiff-decode")
         self.jobs: set[Job] = set()  # waiting or running
         self.lock = threading.Lock()
-        self.counts = dict(waiting=0, running=0, served=0, cancelled=0, failed=0, steps_decoded=0)
+        self.counts = {"waiting": 0, "running": 0, "served": 0, "cancelled": 0, "failed": 0, "steps_decoded": 0}
 
     @classmethod
     def from_pretrained(cls, model_dir: str, limits: ServerLimits | None = None) -> DecodeService:
@@ -221,8 +222,11 @@ class DecodeService:
             "model": self.model.name_or_path or "textdiff model",
             "max_length": self.model.config.max_position_embeddings,
             "samplers": sorted(SAMPLERS),
-            "defaults": {"steps": self.defaults.num_inference_steps, "sampler": self.defaults.sampler,
-                         "clamp": self.defaults.clamp},  # fmt: skip
+            "defaults": {
+                "steps": self.defaults.num_inference_steps,
+                "sampler": self.defaults.sampler,
+                "clamp": self.defaults.clamp,
+            },
             "limits": asdict(self.limits),
             "controls": controls,
             "mask_token": MASK,
@@ -254,14 +258,16 @@ class DecodeService:
         missing = {c.task for c in controls or []} - {None, *MODEL_SCORERS, *self.classifiers}
         if missing:
             raise RequestError(
-                422, f"controls: this model has no classifier for {sorted(missing)}; it takes {sorted(self.info()['controls'])}."
+                422,
+                f"controls: this model has no classifier for {sorted(missing)}; it takes {sorted(self.info()['controls'])}.",
             )
-        settings = dict(
-            num_inference_steps=steps, sampler=request.sampler, clamp=request.clamp, seed=request.seed,
-            controls=controls, classifiers=self.classifiers,
-            guidance_scale=request.guidance_scale, guidance_steps=request.guidance_steps,
-            guidance_step_size=request.guidance_step_size, guidance_start=request.guidance_start,
-        )  # fmt: skip
+        settings = {
+            "num_inference_steps": steps, "sampler": request.sampler, "clamp": request.clamp,
+            "x0_temperature": request.x0_temperature, "seed": request.seed,
+            "controls": controls, "classifiers": self.classifiers,
+            "guidance_scale": request.guidance_scale, "guidance_steps": request.guidance_steps,
+            "guidance_step_size": request.guidance_step_size, "guidance_start": request.guidance_start,
+        }  # fmt: skip
         settings = {name: value for name, value in settings.items() if value is not None}
         if request.mode == "edit":
             return Decode("edit", {**settings, **self._edit_inputs(request)}, steps)
@@ -379,6 +385,7 @@ class DecodeService:
 
 def create_app(service: DecodeService) -> FastAPI:
     """The FastAPI application serving `service`."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
@@ -402,7 +409,9 @@ def create_app(service: DecodeService) -> FastAPI:
             if problem["type"] == "json_invalid":
                 problems.append(f"the body is not valid JSON ({problem['ctx']['error']}); send a JSON object.")
             elif problem["type"] == "extra_forbidden":
-                problems.append(f"{where}: unknown field; the request's fields are in GET /openapi.json (DecodeRequest).")
+                problems.append(
+                    f"{where}: unknown field; the request's fields are in GET /openapi.json (DecodeRequest)."
+                )
             else:
                 problems.append(f"{where or 'body'}: {problem['msg']}.")
         return error(422, " ".join(problems))
