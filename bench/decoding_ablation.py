@@ -6,7 +6,9 @@ share of distinct samples, mean words, and decoding seconds. The human reference
 bench/recipe_ablation.py judges (the same shuffle), so the two benches' ratios share a denominator.
 
     python bench/decoding_ablation.py --model runs/e2e-tiny/model --teacher runs/teacher/model \
-        --decoders ddpm:clamp renoise:soft --steps 16 200
+        --decoders ddpm:clamp renoise:soft renoise:soft:0.5 --steps 16 200
+
+A decoder is SAMPLER:clamp or SAMPLER:soft, and optionally :TAU, the x̂0 temperature (`x0_temperature`).
 """
 
 from __future__ import annotations
@@ -16,25 +18,42 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 
-def parse_decoder(text: str) -> tuple[str, bool]:
-    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped) -> (sampler, clamp)."""
+class Decoder(NamedTuple):
+    sampler: str
+    clamp: bool
+    x0_temperature: float = 1.0
+
+    def __str__(self) -> str:
+        tau = f", τ {self.x0_temperature:g}" if self.x0_temperature != 1.0 else ""
+        return f"{self.sampler} {'clamped' if self.clamp else 'soft'}{tau}"
+
+
+def parse_decoder(text: str) -> Decoder:
+    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped), optionally ':TAU' (the x̂0 temperature) -> a Decoder."""
     from textdiff.samplers import SAMPLERS
 
-    name, _, mode = text.partition(":")
-    if name not in SAMPLERS or mode not in ("clamp", "soft"):
-        raise argparse.ArgumentTypeError(f"expected SAMPLER:clamp or SAMPLER:soft with SAMPLER in {sorted(SAMPLERS)}")
-    return name, mode == "clamp"
+    name, mode, *tau = text.split(":")
+    message = f"expected SAMPLER:clamp or SAMPLER:soft[:TAU] with SAMPLER in {sorted(SAMPLERS)}, got {text!r}"
+    if name not in SAMPLERS or mode not in ("clamp", "soft") or len(tau) > 1:
+        raise argparse.ArgumentTypeError(message)
+    try:
+        temperature = float(tau[0]) if tau else 1.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    return Decoder(name, mode == "clamp", temperature)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--teacher", required=True, help="AR teacher directory (same vocabulary)")
-    parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[("ddpm", True), ("renoise", False)])
+    parser.add_argument("--decoders", nargs="+", type=parse_decoder,
+                        default=[parse_decoder("ddpm:clamp"), parse_decoder("renoise:soft")])  # fmt: skip
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 200])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--num-samples", type=int, default=200)
@@ -70,7 +89,7 @@ def main() -> None:
     human = judge([test[i] for i in order[: args.num_samples]])
     rows = []
     for steps in args.steps:
-        for sampler, clamp in args.decoders:
+        for sampler, clamp, temperature in args.decoders:
             for seed in args.seeds:
                 started = time.perf_counter()
                 ids = model.generate(
@@ -78,11 +97,13 @@ def main() -> None:
                     num_inference_steps=steps,
                     sampler=sampler,
                     clamp=clamp,
+                    x0_temperature=temperature,
                     seed=seed,
                 )
                 seconds = time.perf_counter() - started
                 texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-                row = {"sampler": sampler, "clamp": clamp, "steps": steps, "seed": seed, "decode_s": seconds}
+                row = {"sampler": sampler, "clamp": clamp, "x0_temperature": temperature, "steps": steps, "seed": seed,
+                       "decode_s": seconds}  # fmt: skip
                 row.update(judge(texts), samples=texts[:10])
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "samples"}), flush=True)
@@ -92,6 +113,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         name = f"{r['sampler']}, {'clamped' if r['clamp'] else 'soft'} x̂0"
+        name += f", τ {r['x0_temperature']:g}" if r["x0_temperature"] != 1.0 else ""
         print(
             f"| {name} | {r['steps']} | {r['seed']} | {r['ppl']:.2f} ({r['ppl'] / human['ppl']:.2f}×) | "
             f"{r['dist2']:.3f} | {r['self_bleu']:.3f} | {r['distinct_share']:.2f} | {r['words']:.1f} | "

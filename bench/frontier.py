@@ -8,7 +8,7 @@ of the texts of the largest batch. Ratios to the faster AR baseline at each batc
 windows drawn from its length prior (all of a batch at the longest one).
 
     python bench/frontier.py --model runs/e2e-tiny/model --teacher runs/teacher/model --batches 1 64 256 \
-        --decoders renoise:soft ddpm:clamp --steps 16 50 200
+        --decoders renoise:soft ddpm:clamp renoise:soft:0.5 --steps 16 50 200
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--teacher", required=True, help="AR model that judges the texts (perplexity)")
     parser.add_argument("--baseline", default=None, help="AR model that decodes against diffusion (default: teacher)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[("renoise", False), ("ddpm", True)])
+    parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[parse_decoder("renoise:soft")],
+                        help="SAMPLER:clamp|soft[:TAU] (TAU: the x̂0 temperature)")  # fmt: skip
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 50, 200])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
@@ -90,12 +91,13 @@ def main() -> None:
         ),
         "AR, lean loop + KV cache": lambda b: lean_autoregressive(baseline, tokenizer, b, args.seed),
     }
-    for sampler, clamp in args.decoders:
+    for decoder in args.decoders:
         for steps in args.steps:
-            name = f"diffusion, {sampler} {'clamped' if clamp else 'soft'}, {steps} steps"
+            name = f"diffusion, {decoder}, {steps} steps"
 
-            def diffusion(b, sampler=sampler, clamp=clamp, steps=steps):
-                ids = model.generate(num_return_sequences=b, num_inference_steps=steps, sampler=sampler, clamp=clamp,
+            def diffusion(b, decoder=decoder, steps=steps):
+                ids = model.generate(num_return_sequences=b, num_inference_steps=steps, sampler=decoder.sampler,
+                                     clamp=decoder.clamp, x0_temperature=decoder.x0_temperature,
                                      seed=args.seed)  # fmt: skip
                 return tokenizer.batch_decode(ids, skip_special_tokens=True)
 

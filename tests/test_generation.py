@@ -153,9 +153,10 @@ def test_self_conditioning_feeds_back_the_raw_estimate_as_in_training():
     seen, outputs = [], []
     forward = model.forward
 
-    def recording(x_t, timesteps, attention_mask=None, self_cond=None, conditions=None):
+    def recording(x_t, timesteps, attention_mask=None, self_cond=None, conditions=None, x0_temperature=1.0):
         seen.append(self_cond)
-        out = forward(x_t, timesteps, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions)
+        out = forward(x_t, timesteps, attention_mask=attention_mask, self_cond=self_cond, conditions=conditions,
+                      x0_temperature=x0_temperature)  # fmt: skip
         outputs.append(out.pred_x0)
         return out
 
@@ -208,3 +209,40 @@ def test_a_streamer_gets_every_step_then_end_and_can_stop_the_decode(tiny_model)
     assert len(stopping.updates) == 2 and stopping.ended == 0 and tiny_model.training
     with pytest.raises(ValueError, match="put\\(update\\) and end\\(\\)"):
         tiny_model.generate(num_inference_steps=2, streamer=object())
+
+
+def test_x0_temperature_sharpens_the_soft_estimate_of_a_word_classifier(tmp_path):
+    from transformers import GenerationConfig
+
+    from textdiff.generation import Denoiser
+
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(prediction_type="logits")).eval()
+    x, t = torch.randn(2, 12, model.config.embedding_dim), 50
+    plain, scores = Denoiser(model, None)(x, t)
+    sharp, sharp_scores = Denoiser(model, None, x0_temperature=0.25)(x, t)
+    assert torch.equal(scores, sharp_scores)  # the words and their confidences are the model's own
+    table = model.embedding_table()
+    assert torch.allclose(sharp, (scores / 0.25).softmax(-1) @ table, atol=1e-5)
+    assert torch.allclose(plain, scores.softmax(-1) @ table, atol=1e-5)
+    near = lambda x0: (x0[:, :, None] - table).norm(dim=-1).amin(-1).mean()  # noqa: E731
+    assert near(sharp) < near(plain)  # closer to a word embedding
+
+    base = model.generate(num_return_sequences=3, num_inference_steps=4, sampler="renoise", clamp=False, seed=1)
+    same = model.generate(num_return_sequences=3, num_inference_steps=4, sampler="renoise", clamp=False, seed=1,
+                          x0_temperature=1.0)  # fmt: skip
+    colder = model.generate(num_return_sequences=3, num_inference_steps=4, sampler="renoise", clamp=False, seed=1,
+                            x0_temperature=0.1)  # fmt: skip
+    assert torch.equal(base, same) and not torch.equal(base, colder)
+    model.save_pretrained(tmp_path)
+    textdiff.train_tokenizer([" ".join(f"w{i}" for i in range(96))], "word", min_frequency=1).save_pretrained(tmp_path)
+    GenerationConfig(sampler="renoise", num_inference_steps=4, clamp=False, x0_temperature=0.1).save_pretrained(
+        tmp_path
+    )
+    saved, _ = textdiff.load_pretrained(str(tmp_path))
+    assert torch.equal(saved.generate(num_return_sequences=3, seed=1), colder)  # the saved default applies
+
+    with pytest.raises(ValueError, match="classifies the clean word"):
+        textdiff.TextDiffusionModel(tiny_config()).generate(num_inference_steps=2, x0_temperature=0.5)
+    with pytest.raises(ValueError, match="x0_temperature must be positive"):
+        model.generate(num_inference_steps=2, x0_temperature=0.0)

@@ -58,6 +58,7 @@ def _generate(args: argparse.Namespace) -> int:
             num_inference_steps=args.steps,
             sampler=args.sampler,
             clamp=args.clamp,
+            x0_temperature=args.x0_temperature,
             seed=args.seed + start,
             return_dict_in_generate=True,
             **known,
@@ -110,6 +111,7 @@ def _edit(args: argparse.Namespace) -> int:
         num_inference_steps=args.steps,
         sampler=args.sampler,
         clamp=args.clamp,
+        x0_temperature=args.x0_temperature,
         seed=args.seed,
         return_dict_in_generate=True,
     )
@@ -404,6 +406,12 @@ def _add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="snap x̂0 to the nearest word embedding at every step (default: the model's saved setting, or on)",
     )
+    parser.add_argument(
+        "--x0-temperature",
+        type=POSITIVE,
+        default=None,
+        help="τ of the soft x̂0 = softmax(logits/τ)·E of a model that classifies words; 0.5 helps at few steps",
+    )
     parser.add_argument("--seed", type=NON_NEGATIVE, default=0)
     parser.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
     parser.add_argument("--show-steps", action="store_true", help="animate the text emerging from noise")
@@ -550,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-steps", type=COUNT, default=1000, help="most denoising steps a request may ask for")
     serve.add_argument("--max-samples", type=COUNT, default=8, help="most texts per request")
     serve.add_argument("--max-queue", type=COUNT, default=64, help="most requests waiting at once (then 503)")
-    serve.add_argument("--threads", type=COUNT, default=None, help="torch's CPU threads for decoding (default: torch's)")
+    serve.add_argument(
+        "--threads", type=COUNT, default=None, help="torch's CPU threads for decoding (default: torch's)"
+    )
     serve.add_argument("--device", default=None, help="e.g. cuda; default: cpu")
     return parser
 
@@ -569,8 +579,14 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "export":
             return _export(argv[1:])
         args = parser.parse_args(argv)
-        commands = {"eval": _eval, "visualize": _visualize, "generate": _generate, "edit": _edit, "correct": _edit,
-                    "serve": _serve}
+        commands = {
+            "eval": _eval,
+            "visualize": _visualize,
+            "generate": _generate,
+            "edit": _edit,
+            "correct": _edit,
+            "serve": _serve,
+        }
         return commands[args.command](args)
     except (ValueError, FloatingPointError) as error:
         parser.exit(2, f"textdiff {argv[0]}: error: {' '.join(str(error).split())}\n")

@@ -21,6 +21,9 @@ class DecodingConfig:
         num_inference_steps: Denoising steps, respaced evenly over the T training steps.
         sampler: The reverse-process sampler's name (`textdiff.samplers.SAMPLERS`) or a `Sampler` instance.
         clamp: The clamping trick: snap x̂0 to the nearest word embedding at every step.
+        x0_temperature: τ of the soft x̂0 of a model that classifies the clean word: x̂0 = softmax(logits / τ) · E.
+            Below 1 it leans x̂0 toward the most likely words, which few steps need (renoise at 16 steps: teacher
+            perplexity 1.9× lower at τ = 0.5; neutral at 200 steps; docs/RESULTS.md, issue 15).
         guidance_scale: w, the weight of the classifiers' log-probabilities (classifier guidance).
         guidance_steps: K, Adagrad steps on the latent after each denoising step (0: no guidance).
         guidance_step_size: η, the Adagrad step size.
@@ -35,6 +38,7 @@ class DecodingConfig:
     num_inference_steps: int = 200
     sampler: Any = "ddpm"  # str | textdiff.samplers.Sampler
     clamp: bool = True
+    x0_temperature: float = 1.0
     guidance_scale: float = 1.0
     guidance_steps: int = 3
     guidance_step_size: float = 0.1
@@ -42,7 +46,8 @@ class DecodingConfig:
     guidance_start: float = 0.0
     cfg_scale: float | None = None
 
-    SAVED = ("num_inference_steps", "sampler", "clamp")  # the settings a model's generation config may hold
+    # The settings a model's generation config may hold.
+    SAVED = ("num_inference_steps", "sampler", "clamp", "x0_temperature")
 
     def __post_init__(self) -> None:
         from .samplers import SAMPLERS, Sampler
@@ -53,7 +58,8 @@ class DecodingConfig:
                 raise ValueError(f"{name} must be int, got {getattr(self, name)!r}.")
         if not isinstance(self.clamp, bool):
             raise ValueError(f"clamp must be bool, got {self.clamp!r}.")
-        for name in ("guidance_scale", "guidance_step_size", "fluency_weight", "guidance_start", "cfg_scale"):
+        for name in ("x0_temperature", "guidance_scale", "guidance_step_size", "fluency_weight", "guidance_start",
+                     "cfg_scale"):  # fmt: skip
             value = getattr(self, name)
             if value is None and name == "cfg_scale":
                 continue
@@ -65,6 +71,8 @@ class DecodingConfig:
             )
         if isinstance(self.sampler, str) and self.sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}.")
+        if self.x0_temperature <= 0:
+            raise ValueError(f"x0_temperature must be positive, got {self.x0_temperature}.")
         if self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}.")
         check_guidance(self.guidance_scale, self.guidance_steps, self.guidance_step_size, self.fluency_weight)

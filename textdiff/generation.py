@@ -85,15 +85,17 @@ def pad_after_eos(ids: torch.Tensor, eos_token_id: int | None, pad_token_id: int
 class Denoiser:
     """(x_t (B, L, d), t) -> (x̂0 (B, L, d), word scores (B, L, V)): the model's forward pass with the request's
     attention mask and self-conditioning input. The scores are the model's logits when it classifies the clean
-    word, else rounding's −‖x̂0 − e_v‖²."""
+    word (then x̂0 = softmax(logits / τ) · E, τ = `x0_temperature`), else rounding's −‖x̂0 − e_v‖²."""
 
-    def __init__(self, model: TextDiffusionModel, attention_mask: torch.Tensor | None) -> None:
-        self.model, self.attention_mask = model, attention_mask
+    def __init__(self, model: TextDiffusionModel, attention_mask: torch.Tensor | None, x0_temperature: float = 1.0):
+        self.model, self.attention_mask, self.temperature = model, attention_mask, x0_temperature
         self.self_cond: torch.Tensor | None = None  # (B, L, d), set by the SelfConditioning processor
 
     def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         timesteps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        out = self.model(x, timesteps, attention_mask=self.attention_mask, self_cond=self.self_cond)
+        out = self.model(
+            x, timesteps, attention_mask=self.attention_mask, self_cond=self.self_cond, x0_temperature=self.temperature
+        )
         pred_x0 = out.pred_x0
         return pred_x0, out.logits if out.logits is not None else self.model.word_scores(pred_x0)
 
@@ -102,8 +104,8 @@ class ClassifierFreeDenoiser(Denoiser):
     """Classifier-free guidance (Ho & Salimans 2022) on a conditional model: x̂0 = x̂0_uncond + s · (x̂0_cond −
     x̂0_uncond), both estimates from one batched pass. conditions: (B, C) multi-hot field values; scale: s."""
 
-    def __init__(self, model, attention_mask, conditions: torch.Tensor, scale: float) -> None:
-        super().__init__(model, attention_mask)
+    def __init__(self, model, attention_mask, conditions: torch.Tensor, scale: float, x0_temperature: float = 1.0):
+        super().__init__(model, attention_mask, x0_temperature)
         self.conditions, self.scale = conditions, scale
 
     def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +117,7 @@ class ClassifierFreeDenoiser(Denoiser):
             attention_mask=twice(self.attention_mask),
             self_cond=twice(self.self_cond),
             conditions=torch.cat([self.conditions, torch.zeros_like(self.conditions)]),
+            x0_temperature=self.temperature,
         ).pred_x0  # (2B, L, d)
         conditional, unconditional = both.chunk(2)
         pred_x0 = unconditional + self.scale * (conditional - unconditional)
@@ -154,6 +157,7 @@ def generate(
     num_inference_steps: int | None = None,
     sampler: str | Sampler | None = None,
     clamp: bool | None = None,
+    x0_temperature: float | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     return_dict_in_generate: bool = False,
@@ -178,11 +182,12 @@ def generate(
         num_return_sequences: Number B of sequences to decode at once.
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
-        num_inference_steps, sampler, clamp, guidance_scale, guidance_steps, guidance_step_size, fluency_weight,
-            guidance_start, cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which documents them and
-            holds the defaults); `num_inference_steps`, `sampler` and `clamp` left as None come from the model's
-            saved generation config (`generation_config.json`, see `load_pretrained`) when it has one. `sampler` is
-            a name in `textdiff.samplers.SAMPLERS` or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
+        num_inference_steps, sampler, clamp, x0_temperature, guidance_scale, guidance_steps, guidance_step_size,
+            fluency_weight, guidance_start, cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which
+            documents them and holds the defaults); `num_inference_steps`, `sampler`, `clamp` and `x0_temperature`
+            left as None come from the model's saved generation config (`generation_config.json`, see
+            `load_pretrained`) when it has one. `sampler` is a name in `textdiff.samplers.SAMPLERS` or a `Sampler`
+            instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
         generator: Source of all randomness; pass one (or `seed`) for reproducible text.
         seed: Convenience for `generator=torch.Generator().manual_seed(seed)`.
         return_dict_in_generate: Return a `GenerationOutput` with the per-step history instead of the ids.
@@ -316,12 +321,21 @@ def plan_decoding(
         sampler = SAMPLERS[sampler](NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps))
     sampler.set_timesteps(settings.num_inference_steps, config.min_timestep, model.time_warping)
     device = model.word_embeddings.weight.device
+    if attention_mask is not None and bool(attention_mask.all()):
+        attention_mask = None  # every row fills the decoded width (e.g. batch 1): attention needs no mask
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
+    if settings.x0_temperature != 1.0 and config.prediction_type != "logits":
+        raise ValueError(
+            "x0_temperature needs a model that classifies the clean word (prediction_type='logits'); this one "
+            f"predicts x0 directly ({config.prediction_type!r}). Leave it at 1."
+        )
     if conditions is None:
-        denoiser = Denoiser(model, attention_mask)
+        denoiser = Denoiser(model, attention_mask, settings.x0_temperature)
     else:
-        denoiser = ClassifierFreeDenoiser(model, attention_mask, conditions.to(device), settings.cfg_scale)
+        denoiser = ClassifierFreeDenoiser(
+            model, attention_mask, conditions.to(device), settings.cfg_scale, settings.x0_temperature
+        )
 
     processors = StepProcessorList()  # in the order of their hooks: scores, then rounding, then the latent
     if words_only is not None:

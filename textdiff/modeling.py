@@ -117,8 +117,17 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         return self.config.embedding_scale * F.normalize(rows, dim=-1)
 
     def embedding_table(self) -> torch.Tensor:
-        """E (V, d): the word embeddings as the model uses them (`_scaled`)."""
-        return self._scaled(self.word_embeddings.weight)
+        """E (V, d): the word embeddings as the model uses them (`_scaled`). Outside autograd (decoding) it is
+        computed once per version of the weights, not at every step."""
+        weight = self.word_embeddings.weight
+        if torch.is_grad_enabled() and weight.requires_grad:
+            return self._scaled(weight)
+        key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        cached = getattr(self, "_table_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = self._table_cache = (key, self._scaled(weight).detach())
+        return cached[1]
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """EMB(w): (B, L) token ids -> (B, L, d) latents."""
@@ -155,6 +164,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         self_cond: torch.Tensor | None = None,
         conditions: torch.Tensor | None = None,
+        x0_temperature: float = 1.0,
     ) -> DenoiserOutput:
         """Predict x0 from a noisy latent.
 
@@ -166,6 +176,8 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
                 the config enables self-conditioning.
             conditions: (B, C) multi-hot over `config.condition_labels` (a conditional model only); None or a zero
                 row is the unconditional model.
+            x0_temperature: τ of a model that classifies the clean word: pred_x0 = softmax(logits / τ) · E (the
+                decoding setting `DecodingConfig.x0_temperature`; 1 in training).
 
         Returns:
             `DenoiserOutput` with pred_x0 of shape (B, L, d).
@@ -200,7 +212,9 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
         logits = self.output_logits(hidden)  # (B, L, V)
         if self.config.output_prior:
             logits = logits + self.output_prior_logits(noisy, timesteps).to(logits.dtype)
-        pred_x0 = logits.float().softmax(-1).to(hidden.dtype) @ self.embedding_table().to(hidden.dtype)  # (B, L, d)
+        scaled = logits.float() * (1.0 / x0_temperature) if x0_temperature != 1.0 else logits.float()  # logits / τ
+        probs = scaled.softmax(-1)  # (B, L, V)
+        pred_x0 = probs.to(hidden.dtype) @ self.embedding_table().to(hidden.dtype)  # (B, L, d)
         return DenoiserOutput(pred_x0=pred_x0, logits=logits)
 
     def output_prior_logits(self, x_t: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
