@@ -370,6 +370,13 @@ def test_the_control_evaluation_asks_for_field_values_by_words_without_a_classif
                                     num_inference_steps=4, semantic_route="words")  # fmt: skip
     assert [row["route"] for row in report["rows"]] == ["denoiser word guidance", "unguided"]
     assert report["settings"]["semantic_route"] == "words" and report["rows"][0]["num_texts"] == 3
+    again = run_control_evaluation(model_dir, str(tmp_path / "teacher"), "semantic", num_targets=3,
+                                   num_inference_steps=4, semantic_route="words", x0_temperature=1.0)  # fmt: skip
+    assert again["settings"]["x0_temperature"] == 1.0 and report["settings"]["x0_temperature"] is None
+    assert again["rows"][1]["examples"] == report["rows"][1]["examples"]  # τ = 1 is the model's own x̂0
+    with pytest.raises(ValueError, match="classifies the clean word"):  # an x0-predicting model has no logits to sharpen
+        run_control_evaluation(model_dir, str(tmp_path / "teacher"), "semantic", num_targets=3,
+                               num_inference_steps=4, semantic_route="words", x0_temperature=0.5)  # fmt: skip
     with pytest.raises(ValueError, match="semantic_route must be one of"):
         run_control_evaluation(model_dir, str(tmp_path / "teacher"), "semantic", semantic_route="cfg")
 

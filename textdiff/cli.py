@@ -344,6 +344,7 @@ def _eval_control(args: argparse.Namespace) -> int:
         guidance_start=args.guidance_start,
         cfg_scale=args.cfg_scale,
         semantic_route=args.semantic_route,
+        x0_temperature=args.x0_temperature,
         seed=args.seed,
     )
     output = Path(args.output or Path(args.model) / f"control-{report['suite']}.json")
@@ -498,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fluency-weight", type=SCALE, default=None, help="λ (default: the paper's value for the task)")
     ev.add_argument("--guidance-start", type=SCALE, default=None, help="share of the first steps left unguided")
     ev.add_argument("--cfg-scale", type=_number(float), default=None, help="field values by classifier-free guidance")
+    ev.add_argument(
+        "--x0-temperature", type=POSITIVE, default=None, help="τ of the soft x̂0 (control evaluation; default: saved)"
+    )
     ev.add_argument(
         "--semantic-route",
         choices=("classifier", "words"),

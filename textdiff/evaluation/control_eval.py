@@ -222,6 +222,7 @@ def run_control_evaluation(
     guidance_start: float | None = None,
     cfg_scale: float | None = None,
     semantic_route: str = "classifier",
+    x0_temperature: float | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate guided decoding on one target file against the unguided model (see the module docstring).
@@ -229,7 +230,8 @@ def run_control_evaluation(
     The guidance settings left as None are `textdiff.DecodingConfig`'s, except λ (fluency_weight): the paper's
     value for the suite (`SUITES`). `semantic_route` says how field values are asked for: "classifier" (a
     `FieldValue` control and its trained field-value classifier) or "words" (a `Mentions` control of the value's
-    words, scored by the denoiser's own word distribution, no classifier)."""
+    words, scored by the denoiser's own word distribution, no classifier). `x0_temperature` (None: the model's
+    saved setting) applies to the guided and the unguided rows alike."""
     if semantic_route not in SEMANTIC_ROUTES:
         raise ValueError(f"semantic_route must be one of {SEMANTIC_ROUTES}, got {semantic_route!r}.")
     from textdiff.evaluation.fluency import load_causal_lm, teacher_score
@@ -286,12 +288,13 @@ def run_control_evaluation(
             " + classifier guidance" if suite.name == "compose" else ""
         )
     report_rows = []
+    shared = {} if x0_temperature is None else {"x0_temperature": x0_temperature}
     for route, controls, kwargs in [
         (guided, rows, settings),
         ("unguided", None, {}),
     ]:
         texts, seconds = decode(
-            model, tokenizer, controls, batch_size, len(targets), num_inference_steps, seed, **kwargs
+            model, tokenizer, controls, batch_size, len(targets), num_inference_steps, seed, **kwargs, **shared
         )
         report_rows.append(
             ControlRow(
@@ -312,6 +315,7 @@ def run_control_evaluation(
             "num_inference_steps": num_inference_steps,
             "seed": seed,
             "semantic_route": semantic_route,
+            "x0_temperature": x0_temperature,
             "num_targets": len(targets),
             **{name: value for name, value in settings.items() if name != "classifiers"},
         },
