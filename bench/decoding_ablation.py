@@ -27,25 +27,35 @@ class Decoder(NamedTuple):
     sampler: str
     clamp: bool
     x0_temperature: float = 1.0
+    bucket_lengths: bool = False
 
     def __str__(self) -> str:
         tau = f", τ {self.x0_temperature:g}" if self.x0_temperature != 1.0 else ""
-        return f"{self.sampler} {'clamped' if self.clamp else 'soft'}{tau}"
+        bucket = ", length buckets" if self.bucket_lengths else ""
+        return f"{self.sampler} {'clamped' if self.clamp else 'soft'}{tau}{bucket}"
+
+    def settings(self) -> dict:
+        """The `generate` arguments of this decoder."""
+        return {"sampler": self.sampler, "clamp": self.clamp, "x0_temperature": self.x0_temperature,
+                "bucket_lengths": self.bucket_lengths}  # fmt: skip
 
 
 def parse_decoder(text: str) -> Decoder:
-    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped), optionally ':TAU' (the x̂0 temperature) -> a Decoder."""
+    """'SAMPLER:clamp' or 'SAMPLER:soft' (x̂0 not clamped), then optionally ':TAU' (the x̂0 temperature) and
+    ':bucket' (decode the batch in length buckets) -> a Decoder."""
     from textdiff.samplers import SAMPLERS
 
-    name, mode, *tau = text.split(":")
-    message = f"expected SAMPLER:clamp or SAMPLER:soft[:TAU] with SAMPLER in {sorted(SAMPLERS)}, got {text!r}"
-    if name not in SAMPLERS or mode not in ("clamp", "soft") or len(tau) > 1:
+    name, mode, *rest = text.split(":")
+    bucket = bool(rest) and rest[-1] == "bucket"
+    rest = rest[:-1] if bucket else rest
+    message = f"expected SAMPLER:clamp|soft[:TAU][:bucket] with SAMPLER in {sorted(SAMPLERS)}, got {text!r}"
+    if name not in SAMPLERS or mode not in ("clamp", "soft") or len(rest) > 1:
         raise argparse.ArgumentTypeError(message)
     try:
-        temperature = float(tau[0]) if tau else 1.0
+        temperature = float(rest[0]) if rest else 1.0
     except ValueError:
         raise argparse.ArgumentTypeError(message) from None
-    return Decoder(name, mode == "clamp", temperature)
+    return Decoder(name, mode == "clamp", temperature, bucket)
 
 
 def main() -> None:
@@ -89,21 +99,18 @@ def main() -> None:
     human = judge([test[i] for i in order[: args.num_samples]])
     rows = []
     for steps in args.steps:
-        for sampler, clamp, temperature in args.decoders:
+        for decoder in args.decoders:
             for seed in args.seeds:
                 started = time.perf_counter()
                 ids = model.generate(
                     num_return_sequences=args.num_samples,
                     num_inference_steps=steps,
-                    sampler=sampler,
-                    clamp=clamp,
-                    x0_temperature=temperature,
+                    **decoder.settings(),
                     seed=seed,
                 )
                 seconds = time.perf_counter() - started
                 texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-                row = {"sampler": sampler, "clamp": clamp, "x0_temperature": temperature, "steps": steps, "seed": seed,
-                       "decode_s": seconds}  # fmt: skip
+                row = {"decoder": str(decoder), **decoder.settings(), "steps": steps, "seed": seed, "decode_s": seconds}
                 row.update(judge(texts), samples=texts[:10])
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "samples"}), flush=True)
@@ -112,10 +119,8 @@ def main() -> None:
     print("| decoder | steps | seed | teacher PPL (× human) | dist-2 | self-BLEU | distinct | words | decode s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        name = f"{r['sampler']}, {'clamped' if r['clamp'] else 'soft'} x̂0"
-        name += f", τ {r['x0_temperature']:g}" if r["x0_temperature"] != 1.0 else ""
         print(
-            f"| {name} | {r['steps']} | {r['seed']} | {r['ppl']:.2f} ({r['ppl'] / human['ppl']:.2f}×) | "
+            f"| {r['decoder']} | {r['steps']} | {r['seed']} | {r['ppl']:.2f} ({r['ppl'] / human['ppl']:.2f}×) | "
             f"{r['dist2']:.3f} | {r['self_bleu']:.3f} | {r['distinct_share']:.2f} | {r['words']:.1f} | "
             f"{r['decode_s']:.1f} |"
         )

@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="AR model that decodes against diffusion (default: teacher)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[parse_decoder("renoise:soft")],
-                        help="SAMPLER:clamp|soft[:TAU] (TAU: the x̂0 temperature)")  # fmt: skip
+                        help="SAMPLER:clamp|soft[:TAU][:bucket] (TAU: the x̂0 temperature; bucket: length buckets)")  # fmt: skip
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 50, 200])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
@@ -96,9 +96,8 @@ def main() -> None:
             name = f"diffusion, {decoder}, {steps} steps"
 
             def diffusion(b, decoder=decoder, steps=steps):
-                ids = model.generate(num_return_sequences=b, num_inference_steps=steps, sampler=decoder.sampler,
-                                     clamp=decoder.clamp, x0_temperature=decoder.x0_temperature,
-                                     seed=args.seed)  # fmt: skip
+                ids = model.generate(num_return_sequences=b, num_inference_steps=steps, seed=args.seed,
+                                     **decoder.settings())  # fmt: skip
                 return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
             decoders[name] = diffusion

@@ -59,9 +59,10 @@ def main() -> None:
     for decoder in args.decoders:
 
         def decode(decoder=decoder):
-            tau = {"x0_temperature": decoder.x0_temperature} if decoder.x0_temperature != 1.0 else {}
-            return model.generate(num_return_sequences=args.batch, num_inference_steps=args.steps,
-                                  sampler=decoder.sampler, clamp=decoder.clamp, seed=args.seed, **tau)  # fmt: skip
+            settings = {name: value for name, value in decoder.settings().items() if value not in (1.0, False)}
+            settings["clamp"] = decoder.clamp  # (the others only when set, so an older tree can run it too)
+            return model.generate(num_return_sequences=args.batch, num_inference_steps=args.steps, seed=args.seed,
+                                  **settings)  # fmt: skip
 
         with torch.inference_mode():
             ids = decode()  # warm-up

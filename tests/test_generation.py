@@ -225,7 +225,7 @@ def test_x0_temperature_sharpens_the_soft_estimate_of_a_word_classifier(tmp_path
     table = model.embedding_table()
     assert torch.allclose(sharp, (scores / 0.25).softmax(-1) @ table, atol=1e-5)
     assert torch.allclose(plain, scores.softmax(-1) @ table, atol=1e-5)
-    near = lambda x0: (x0[:, :, None] - table).norm(dim=-1).amin(-1).mean()  # noqa: E731
+    near = lambda x0: (x0[:, :, None] - table).norm(dim=-1).amin(-1).mean()
     assert near(sharp) < near(plain)  # closer to a word embedding
 
     base = model.generate(num_return_sequences=3, num_inference_steps=4, sampler="renoise", clamp=False, seed=1)
@@ -246,3 +246,58 @@ def test_x0_temperature_sharpens_the_soft_estimate_of_a_word_classifier(tmp_path
         textdiff.TextDiffusionModel(tiny_config()).generate(num_inference_steps=2, x0_temperature=0.5)
     with pytest.raises(ValueError, match="x0_temperature must be positive"):
         model.generate(num_inference_steps=2, x0_temperature=0.0)
+
+
+def test_length_buckets_partition_the_rows_and_trade_width_for_groups():
+    from textdiff.generation import length_buckets
+
+    windows = torch.tensor([5, 12, 5, 30, 12, 29, 6])
+    groups = length_buckets(windows, overhead=0)  # free groups: one per distinct width
+    assert sorted(torch.cat(groups).tolist()) == list(range(7))
+    assert [sorted(windows[g].tolist()) for g in groups] == [[5, 5], [6], [12, 12], [29], [30]]
+    assert len(length_buckets(windows, overhead=10**6)) == 1  # costly groups: the whole batch at once
+    middle = length_buckets(windows, overhead=10)  # 18 + 24 + 60 + 3 × 10 beats 60 + 60 + 2 × 10
+    assert [sorted(windows[g].tolist()) for g in middle] == [[5, 5, 6], [12, 12], [29, 30]]
+
+
+def prior_model() -> textdiff.TextDiffusionModel:
+    torch.manual_seed(0)
+    prior = [0.0, 0.0] + [1.0 / 11] * 11  # windows of 2 … 12 positions, equally likely
+    return textdiff.TextDiffusionModel(tiny_config(length_prior=prior)).eval()
+
+
+def test_bucketed_decoding_keeps_each_row_in_its_window_and_its_seed():
+    from textdiff.decoding_config import DecodingConfig
+    from textdiff.generation import plan_decoding
+
+    model = prior_model()
+    settings = DecodingConfig.resolve(num_inference_steps=3)
+    windows = plan_decoding(model, settings, 16, None, None, None, None, None, None, torch.Generator().manual_seed(4),
+                            False, None).windows  # fmt: skip  # the windows generate(seed=4) draws first
+    out = model.generate(num_return_sequences=16, num_inference_steps=3, seed=4, bucket_lengths=True,
+                         return_dict_in_generate=True)  # fmt: skip
+    again = model.generate(num_return_sequences=16, num_inference_steps=3, seed=4, bucket_lengths=True)
+    plain = model.generate(num_return_sequences=16, num_inference_steps=3, seed=4)
+    assert torch.equal(out.sequences, again) and out.sequences.shape == plain.shape == (16, int(windows.max()))
+    beyond = torch.arange(out.sequences.shape[1])[None] >= windows[:, None]  # (B, L) outside each row's window
+    pad = model.config.pad_token_id
+    assert out.sequences[beyond].eq(pad).all() and plain[beyond].eq(pad).all()
+    assert out.history.shape == (3, 16, int(windows.max())) and out.history[:, beyond].eq(pad).all()
+
+
+def test_bucketing_leaves_prompts_infilling_and_length_exact():
+    model = prior_model()
+    prompt = torch.tensor([[1, 7, 8]])
+    for request in (
+        {"input_ids": prompt},
+        {"input_ids": torch.tensor([[1, 7, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0]]),
+         "infill_mask": torch.tensor([[False, False, True] + [False] * 9])},
+        {"controls": [textdiff.Length(5)]},
+    ):  # fmt: skip
+        bucketed = model.generate(num_return_sequences=6, num_inference_steps=3, seed=2, bucket_lengths=True, **request)
+        assert torch.equal(bucketed, model.generate(num_return_sequences=6, num_inference_steps=3, seed=2, **request))
+    kept = model.generate(num_return_sequences=6, num_inference_steps=3, seed=2, bucket_lengths=True, input_ids=prompt)
+    assert kept[:, :3].eq(prompt).all()
+    written = model.generate(num_return_sequences=6, num_inference_steps=3, seed=2, bucket_lengths=True,
+                             controls=[textdiff.Length(5)])  # fmt: skip
+    assert written[:, 6].eq(model.config.eos_token_id).all()  # [START] + 5 words, then [END]

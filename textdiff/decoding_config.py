@@ -24,6 +24,9 @@ class DecodingConfig:
         x0_temperature: τ of the soft x̂0 of a model that classifies the clean word: x̂0 = softmax(logits / τ) · E.
             Below 1 it leans x̂0 toward the most likely words, which few steps need (renoise at 16 steps: teacher
             perplexity 1.9× lower at τ = 0.5; neutral at 200 steps; docs/RESULTS.md, issue 15).
+        bucket_lengths: Decode a batch in groups of similar length (a model with a length prior, a request with no
+            prompt, template or controls): each group only as wide as its longest window instead of the whole batch
+            at the batch's longest; the texts differ from the one-group decoding of the same seed.
         guidance_scale: w, the weight of the classifiers' log-probabilities (classifier guidance).
         guidance_steps: K, Adagrad steps on the latent after each denoising step (0: no guidance).
         guidance_step_size: η, the Adagrad step size.
@@ -39,6 +42,7 @@ class DecodingConfig:
     sampler: Any = "ddpm"  # str | textdiff.samplers.Sampler
     clamp: bool = True
     x0_temperature: float = 1.0
+    bucket_lengths: bool = False
     guidance_scale: float = 1.0
     guidance_steps: int = 3
     guidance_step_size: float = 0.1
@@ -56,8 +60,9 @@ class DecodingConfig:
         for name in ("num_inference_steps", "guidance_steps"):
             if not is_integer(getattr(self, name)):
                 raise ValueError(f"{name} must be int, got {getattr(self, name)!r}.")
-        if not isinstance(self.clamp, bool):
-            raise ValueError(f"clamp must be bool, got {self.clamp!r}.")
+        for name in ("clamp", "bucket_lengths"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be bool, got {getattr(self, name)!r}.")
         for name in ("x0_temperature", "guidance_scale", "guidance_step_size", "fluency_weight", "guidance_start",
                      "cfg_scale"):  # fmt: skip
             value = getattr(self, name)

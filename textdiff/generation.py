@@ -147,6 +147,7 @@ class DecodingPlan:
     sampler: Sampler
     processors: StepProcessorList
     history: History | None = None
+    windows: torch.Tensor | None = None  # (B,) each row's window, when only a length prior sets the width
 
 
 @torch.no_grad()
@@ -158,6 +159,7 @@ def generate(
     sampler: str | Sampler | None = None,
     clamp: bool | None = None,
     x0_temperature: float | None = None,
+    bucket_lengths: bool | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     return_dict_in_generate: bool = False,
@@ -182,8 +184,8 @@ def generate(
         num_return_sequences: Number B of sequences to decode at once.
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
-        num_inference_steps, sampler, clamp, x0_temperature, guidance_scale, guidance_steps, guidance_step_size,
-            fluency_weight, guidance_start, cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which
+        num_inference_steps, sampler, clamp, x0_temperature, bucket_lengths, guidance_scale, guidance_steps,
+            guidance_step_size, fluency_weight, guidance_start, cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which
             documents them and holds the defaults); `num_inference_steps`, `sampler`, `clamp` and `x0_temperature`
             left as None come from the model's saved generation config (`generation_config.json`, see
             `load_pretrained`) when it has one. `sampler` is a name in `textdiff.samplers.SAMPLERS` or a `Sampler`
@@ -218,8 +220,65 @@ def generate(
         classifiers, generator, return_dict_in_generate, callback_on_step_end, streamer,
     )  # fmt: skip
     parameter = model.word_embeddings.weight
+    one_batch = controls is not None or callback_on_step_end is not None or streamer is not None  # per-step views
+    if settings.bucket_lengths and plan.windows is not None and not one_batch:
+        groups = length_buckets(plan.windows)
+        if len(groups) > 1:
+            return _decode_buckets(model, settings, groups, plan.windows, generator, return_dict_in_generate)
     x = randn_like(torch.empty(plan.shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T
     return decode_plan(model, plan, x, generator, return_dict_in_generate)
+
+
+# What one more group costs beyond its positions' work, in positions: a step's fixed overhead at batch 1 (≈ 2 ms on
+# the dev machine's core, docs/RESULTS.md issue 15) over the cost of one position in a batch-64 step (≈ 0.02 ms).
+BUCKET_OVERHEAD_POSITIONS = 96
+
+
+def length_buckets(windows: torch.Tensor, overhead: int = BUCKET_OVERHEAD_POSITIONS) -> list[torch.Tensor]:
+    """Rows grouped by window so that the positions decoded, Σ_g |g| · max_g, plus `overhead` per group are least
+    (dynamic programming over the distinct window lengths, shortest first). windows: (B,); returns index tensors."""
+    widths, counts = torch.unique(windows, return_counts=True)  # ascending
+    widths, counts = widths.tolist(), counts.tolist()
+    best, cut = [0.0] + [float("inf")] * len(widths), [0] * (len(widths) + 1)
+    for j in range(1, len(widths) + 1):  # the last group holds widths i … j−1, decoded at widths[j − 1]
+        for i in range(j):
+            cost = best[i] + sum(counts[i:j]) * widths[j - 1] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds, j = [], len(widths)
+    while j > 0:
+        bounds.append((widths[cut[j]], widths[j - 1]))
+        j = cut[j]
+    return [((windows >= low) & (windows <= high)).nonzero()[:, 0] for low, high in reversed(bounds)]
+
+
+def _decode_buckets(model, settings: DecodingConfig, groups: list[torch.Tensor], windows: torch.Tensor, generator,
+                    return_dict_in_generate: bool) -> torch.Tensor | GenerationOutput:  # fmt: skip
+    """Decode each group of rows as its own batch, as wide as its longest window; reassemble the batch, padded."""
+    parameter, pad = model.word_embeddings.weight, model.config.pad_token_id
+    batch, width = windows.shape[0], int(windows.max())
+    sequences = torch.full((batch, width), pad, dtype=torch.long, device=parameter.device)
+    history = confidence = None
+    for rows in groups:
+        plan = plan_decoding(
+            model, settings, len(rows), int(windows[rows].max()), None, None, None, None, None, generator,
+            return_dict_in_generate, None, None, windows=windows[rows],
+        )  # fmt: skip
+        x = randn_like(torch.empty(plan.shape, device=parameter.device, dtype=parameter.dtype), generator)  # x_T
+        out = decode_plan(model, plan, x, generator, return_dict_in_generate)
+        ids = out.sequences if return_dict_in_generate else out
+        sequences[rows.to(ids.device), : ids.shape[1]] = ids
+        if return_dict_in_generate:
+            if history is None:
+                steps = out.history.shape[0]
+                history = torch.full((steps, batch, width), pad, dtype=torch.long, device=ids.device)
+                confidence = torch.ones((steps, batch, width), device=ids.device)
+                timesteps = out.timesteps
+            history[:, rows.to(ids.device), : ids.shape[1]] = out.history
+            confidence[:, rows.to(ids.device), : ids.shape[1]] = out.confidence
+    if not return_dict_in_generate:
+        return sequences
+    return GenerationOutput(sequences, timesteps, history, confidence)
 
 
 def resolve_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
@@ -269,6 +328,7 @@ def plan_decoding(
     record_history: bool,
     callback: Callable | None,
     streamer=None,
+    windows: torch.Tensor | None = None,
 ) -> DecodingPlan:
     """Check a request and build what its loop runs: known positions (prompt, infilling, `Length`, the windows
     of a model with a length prior), banned words, the guidance, the denoiser, the sampler, the processors."""
@@ -303,12 +363,14 @@ def plan_decoding(
     # A model with a length prior (trained on length buckets) writes each row in its own window of ℓ positions:
     # ℓ from the controls or the prompt where they fix it, else drawn from the prior; the positions after it are
     # [PAD], known and masked out of attention, so the denoiser sees exactly the windows it was trained on.
-    attention_mask = None
+    attention_mask, free_width = None, False
     if config.length_prior is not None:
         prompt_length = torch.as_tensor(input_ids).shape[-1] if prompt_alone else None
         infilled = None if infill_mask is None else ~(known & (known_ids == config.pad_token_id))
-        windows = _draw_windows(config.length_prior, rows, prompt_length, infilled, batch, max_length, generator)
-        if known is None and guidance is None:  # nothing else needs the full width: decode the longest window
+        if windows is None:
+            windows = _draw_windows(config.length_prior, rows, prompt_length, infilled, batch, max_length, generator)
+        free_width = known is None and guidance is None  # nothing else needs the full width
+        if free_width:  # decode the longest window
             max_length = int(windows.max())
         attention_mask = torch.arange(max_length)[None] < windows[:, None]  # (B, L)
         outside = ~attention_mask
@@ -358,7 +420,9 @@ def plan_decoding(
         processors.append(Streaming(streamer))
     if callback is not None:
         processors.append(Callback(callback))
-    return DecodingPlan((batch, max_length, config.embedding_dim), denoiser, sampler, processors, history)
+    plain_windows = windows if config.length_prior is not None and free_width else None
+    return DecodingPlan((batch, max_length, config.embedding_dim), denoiser, sampler, processors, history,
+                        plain_windows)  # fmt: skip
 
 
 def _plan_controls(
