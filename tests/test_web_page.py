@@ -59,7 +59,8 @@ def fill_form(browser, request: dict) -> None:
         browser.execute_script("document.getElementById('strength').value = arguments[0];", request["strength"])
     elif request.get("prompt"):
         type_into("prompt", request["prompt"])
-    for key, element_id in (("seed", "seed"), ("num_samples", "samples"), ("steps", "steps")):
+    for key, element_id in (("seed", "seed"), ("num_samples", "samples"), ("steps", "steps"),
+                            ("x0_temperature", "temperature")):  # fmt: skip
         if key in request:
             type_into(element_id, request[key])
     if "sampler" in request:
@@ -150,7 +151,7 @@ def api_texts(url: str, request: dict) -> list[str]:
 
 
 def test_the_page_shows_the_texts_the_api_returns(served, browser, tmp_path):
-    request = {"prompt": "The Eagle", "seed": 5, "num_samples": 2, "steps": 15,
+    request = {"prompt": "The Eagle", "seed": 5, "num_samples": 2, "steps": 15, "x0_temperature": 0.5,
                "controls": {"field_value": {"food": "Chinese"}}}  # fmt: skip
     shot = tmp_path / "page.png"
     page = run_page(browser, served, request, screenshot=shot)
