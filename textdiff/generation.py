@@ -185,11 +185,11 @@ def generate(
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
         num_inference_steps, sampler, clamp, x0_temperature, bucket_lengths, guidance_scale, guidance_steps,
-            guidance_step_size, fluency_weight, guidance_start, cfg_scale: The decoding settings (`textdiff.DecodingConfig`, which
-            documents them and holds the defaults); `num_inference_steps`, `sampler`, `clamp` and `x0_temperature`
-            left as None come from the model's saved generation config (`generation_config.json`, see
-            `load_pretrained`) when it has one. `sampler` is a name in `textdiff.samplers.SAMPLERS` or a `Sampler`
-            instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
+            guidance_step_size, fluency_weight, guidance_start, cfg_scale: The decoding settings
+            (`textdiff.DecodingConfig`, which documents them and holds the defaults); `num_inference_steps`,
+            `sampler`, `clamp` and `x0_temperature` left as None come from the model's saved generation config
+            (`generation_config.json`, see `load_pretrained`) when it has one. `sampler` is a name in
+            `textdiff.samplers.SAMPLERS` or a `Sampler` instance (e.g. `DDIMSampler(schedule, eta=0.5)`).
         generator: Source of all randomness; pass one (or `seed`) for reproducible text.
         seed: Convenience for `generator=torch.Generator().manual_seed(seed)`.
         return_dict_in_generate: Return a `GenerationOutput` with the per-step history instead of the ids.

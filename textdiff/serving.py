@@ -257,10 +257,8 @@ class DecodeService:
             raise RequestError(422, f"controls: {error}") from None
         missing = {c.task for c in controls or []} - {None, *MODEL_SCORERS, *self.classifiers}
         if missing:
-            raise RequestError(
-                422,
-                f"controls: this model has no classifier for {sorted(missing)}; it takes {sorted(self.info()['controls'])}.",
-            )
+            takes = sorted(self.info()["controls"])
+            raise RequestError(422, f"controls: this model has no classifier for {sorted(missing)}; it takes {takes}.")
         settings = {
             "num_inference_steps": steps, "sampler": request.sampler, "clamp": request.clamp,
             "x0_temperature": request.x0_temperature, "seed": request.seed,
