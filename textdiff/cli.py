@@ -70,12 +70,9 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-GUIDANCE_SETTINGS = ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "guidance_start")
-
-
 def _guidance_settings(args: argparse.Namespace) -> dict:
     """The guidance settings given on the command line (the others default as in `generate`)."""
-    names = (*GUIDANCE_SETTINGS, "cfg_scale")
+    names = ("guidance_scale", "guidance_steps", "guidance_step_size", "fluency_weight", "guidance_start", "cfg_scale")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -183,11 +180,9 @@ def _prompt_ids(tokenizer, prompt: str | None):
         return None
     import torch
 
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if tokenizer.unk_token_id in ids:
-        unknown = [w for w in prompt.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
-        raise ValueError(f"The prompt has words outside the model's vocabulary: {unknown}; rephrase them.")
-    return torch.tensor([[tokenizer.bos_token_id, *ids]])
+    from textdiff.tokenization import encode_prompt
+
+    return torch.tensor([encode_prompt(tokenizer, prompt)])
 
 
 def _animate(output, tokenizer, num_samples: int) -> None:

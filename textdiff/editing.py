@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .decoding_config import DecodingConfig
-from .generation import GenerationOutput, decode_plan, plan_decoding, resolve_generator
+from .generation import Denoiser, GenerationOutput, decode_plan, plan_decoding, resolve_generator
 from .utils import randn_like
 
 if TYPE_CHECKING:
@@ -132,19 +132,18 @@ def confident_words(
     """(B, P) True at the words the model itself gives probability ≥ threshold when it reads the text noised to its
     lowest trained level t_min, [UNK] excepted: the words an error correction keeps (`keep_mask`), re-noising only
     the others."""
+    from .schedules import NoiseSchedule
+
     config = model.config
     framed, lengths = frame_words(torch.as_tensor(input_ids), config.bos_token_id, config.eos_token_id,
                                   config.pad_token_id)  # fmt: skip
-    from .schedules import NoiseSchedule
-
     schedule = NoiseSchedule.from_name(config.noise_schedule, config.num_diffusion_steps)
     t = torch.full((framed.shape[0],), config.min_timestep)
     with torch.no_grad():
         x0 = model.embed(framed)
         x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
         window = torch.arange(framed.shape[1])[None] <= (lengths + 1)[:, None]  # (B, L)
-        out = model(x_t, t, attention_mask=window)
-        scores = out.logits if out.logits is not None else model.word_scores(out.pred_x0)
+        _, scores = Denoiser(model, window)(x_t, config.min_timestep)  # the words' scores, as decoding rounds them
         probs = scores.float().softmax(-1).gather(-1, framed[..., None])[..., 0]  # (B, L)
     words = torch.as_tensor(input_ids)
     confident = torch.zeros(words.shape, dtype=torch.bool)

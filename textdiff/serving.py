@@ -40,7 +40,7 @@ from .guidance import CLASSIFIER_TASKS, MODEL_SCORERS, classifier_path, load_cla
 from .guidance.controls import controls_from_dict
 from .samplers import SAMPLERS
 from .schedules import NoiseSchedule
-from .tokenization import MASK, encode_infill
+from .tokenization import MASK, encode_infill, encode_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,6 @@ class Decode:
 
     method: Literal["generate", "edit"]
     arguments: dict
-    num_steps: int
 
 
 @dataclass
@@ -268,8 +267,8 @@ class DecodeService:
         }  # fmt: skip
         settings = {name: value for name, value in settings.items() if value is not None}
         if request.mode == "edit":
-            return Decode("edit", {**settings, **self._edit_inputs(request)}, steps)
-        return Decode("generate", {**settings, **self._generate_inputs(request)}, steps)
+            return Decode("edit", {**settings, **self._edit_inputs(request)})
+        return Decode("generate", {**settings, **self._generate_inputs(request)})
 
     def _generate_inputs(self, request: DecodeRequest) -> dict:
         """num_return_sequences and, from `prompt`, the prompt's or the template's known words."""
@@ -285,13 +284,14 @@ class DecodeService:
                 raise RequestError(422, f"prompt: {error}") from None
             inputs.update(input_ids=torch.tensor([ids]), infill_mask=torch.tensor([mask]))
         elif prompt:
-            ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            unknown = [w for w in prompt.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
-            if unknown:
-                raise RequestError(422, f"prompt: {unknown} are not in the model's vocabulary; rephrase them.")
-            if len(ids) + 2 > length:
-                raise RequestError(422, f"prompt: {len(ids)} words leave no room in the model's {length} positions.")
-            inputs["input_ids"] = torch.tensor([[tokenizer.bos_token_id, *ids]])
+            try:
+                ids = encode_prompt(tokenizer, prompt)  # [START] w …
+            except ValueError as error:
+                raise RequestError(422, f"prompt: {error}") from None
+            if len(ids) + 1 > length:
+                words = len(ids) - 1
+                raise RequestError(422, f"prompt: {words} words leave no room in the model's {length} positions.")
+            inputs["input_ids"] = torch.tensor([ids])
         return inputs
 
     def _edit_inputs(self, request: DecodeRequest) -> dict:

@@ -124,6 +124,15 @@ def check_tokenizer_matches(tokenizer: PreTrainedTokenizerBase, vocab_size: int)
 MASK = "<mask>"
 
 
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    """[START] and the prompt's ids: the known start of a generation (`generate(input_ids=...)`)."""
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if tokenizer.unk_token_id in ids:
+        unknown = [w for w in prompt.split() if tokenizer.convert_tokens_to_ids(w) == tokenizer.unk_token_id]
+        raise ValueError(f"The prompt has words outside the model's vocabulary: {unknown}; rephrase them.")
+    return [tokenizer.bos_token_id, *ids]
+
+
 def encode_infill(
     tokenizer: PreTrainedTokenizerBase, text: str, length: int, mask_token: str = MASK
 ) -> tuple[list[int], list[bool]]:
