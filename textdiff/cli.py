@@ -6,6 +6,7 @@ textdiff train --config e2e-tiny                  # a bundled config by name, fr
 textdiff generate --model runs/e2e-tiny/model --num-samples 10 --steps 200 --seed 0
 textdiff train-teacher --config configs/e2e-tiny.yaml --tokenizer runs/e2e-tiny/model
 textdiff train-classifier --model runs/e2e-tiny/model --task pos
+textdiff distill --config configs/e2e-tiny-distill.yaml   # a few-step student of runs/e2e-tiny/model
 textdiff eval --model runs/e2e-tiny/model --teacher runs/e2e-tiny-teacher/model --num-samples 200
 """
 
@@ -257,6 +258,13 @@ def _train_teacher(rest: list[str]) -> int:
     return 0
 
 
+def _distill(rest: list[str]) -> int:
+    from textdiff.training.distill import main as distill_main
+
+    console.info(f"Exported the student to {distill_main(rest, prog='textdiff distill')}")
+    return 0
+
+
 def _train_classifier(rest: list[str]) -> int:
     from textdiff.training.classifier import main as classifier_main
 
@@ -458,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     commands.add_parser(
+        "distill",
+        help="distil a model's many-step decoding into a few-step student (flags: see `textdiff distill --help`)",
+        add_help=False,
+    )
+    commands.add_parser(
         "export",
         help="a checkpoint (EMA or zero_to_fp32-consolidated raw weights) as a HF model directory",
         add_help=False,
@@ -577,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train_classifier(argv[1:])
         if argv and argv[0] == "export":
             return _export(argv[1:])
+        if argv and argv[0] == "distill":
+            return _distill(argv[1:])
         args = parser.parse_args(argv)
         commands = {
             "eval": _eval,

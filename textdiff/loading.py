@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from .integrity import check_finite, check_saved_model
 from .modeling import TextDiffusionModel
@@ -55,8 +55,6 @@ def load_pretrained(
     if not isinstance(model, TextDiffusionModel):
         raise ValueError(f"{name_or_path} holds a {type(model).__name__}, not a textdiff model.")
     check_finite(model, name_or_path)
-    if path.is_dir() and (path / "generation_config.json").is_file():  # decoding defaults saved with the model
-        model.generation_config = GenerationConfig.from_pretrained(path)
     tokenizer_source = tokenizer_path or name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationConfig, PreTrainedModel
 from transformers import initialization as init
 
 from .configuration import TextDiffusionConfig
@@ -107,6 +107,19 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
             TimeWarping(config.num_diffusion_steps, config.min_timestep) if config.time_warping else None
         )
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> TextDiffusionModel:
+        """`PreTrainedModel.from_pretrained` (and so `AutoModel.from_pretrained`), plus the decoding defaults saved
+        beside the weights (generation_config.json: sampler, steps, clamping, x̂0 temperature) as
+        `generation_config`, which `generate` reads: a few-step student decodes with its own steps untold."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+        try:
+            model.generation_config = GenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub)
+        except OSError:  # no saved decoding defaults: generate uses the library's
+            pass
+        return model
 
     # --- words <-> latents -------------------------------------------------------------------------------------
 

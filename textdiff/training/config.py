@@ -5,14 +5,15 @@
     data:       which corpus, which column, how framed
     tokenizer:  which vocabulary is trained (or loaded)
     training:   optimiser, schedule, batch, logging, checkpoints, DeepSpeed config
+    distillation: `textdiff distill` only: the teacher and the few-step student's decoding
 
 Unknown keys and wrong types are errors that say which key and what is expected.
 
-Paths in a config file (data.dataset, tokenizer.path, training.init_from, training.deepspeed_config) are read
-relative to the config file's folder when something is there, else as given (relative to the working
-directory, or a datasets-hub id), so a config works from any directory and from the installed package's copy
-(textdiff/bundled/configs). Paths given as --set overrides are as given. training.output_dir is relative to the
-working directory: runs are written where the command runs.
+Paths in a config file (data.dataset, tokenizer.path, training.init_from, training.deepspeed_config,
+distillation.teacher) are read relative to the config file's folder when something is there, else as given
+(relative to the working directory, or a datasets-hub id), so a config works from any directory and from the
+installed package's copy (textdiff/bundled/configs). Paths given as --set overrides are as given.
+training.output_dir is relative to the working directory: runs are written where the command runs.
 """
 
 from __future__ import annotations
@@ -118,12 +119,25 @@ class TrainingSection:
 
 
 @dataclass
+class DistillationSection:
+    # Read by `textdiff distill` only; the student is the teacher's architecture (model, diffusion, tokenizer and
+    # data sections do not apply) and learns from the teacher's own texts (textdiff.distillation).
+    teacher: str | None = None  # the many-step model to distil: a save_pretrained directory
+    num_teacher_samples: int = 20480  # texts the teacher decodes, with its saved decoding settings, for the student
+    teacher_seed: int = 0  # seed of the first batch of those texts (batch i: teacher_seed + i)
+    student_steps: int = 8  # K, the student's renoise decoding steps (saved in its generation config)
+    x0_temperature: float = 0.5  # τ of the student's x̂0 = softmax(logits / τ) · E when decoding (saved too)
+    rollout_prob: float = 0.5  # share of each batch whose input is the student's own renoised previous prediction
+
+
+@dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     diffusion: DiffusionSection = field(default_factory=DiffusionSection)
     data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    distillation: DistillationSection = field(default_factory=DistillationSection)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -250,6 +264,16 @@ class RunConfig:
             raise ValueError(f"training.keep_checkpoints must be at least 1, got {tr.keep_checkpoints}.")
         if tr.threads is not None and tr.threads < 1:
             raise ValueError(f"training.threads must be at least 1 (or null: cores / processes), got {tr.threads}.")
+        dl = self.distillation
+        for key in ("num_teacher_samples", "student_steps"):
+            if getattr(dl, key) < 1:
+                raise ValueError(f"distillation.{key} must be at least 1, got {getattr(dl, key)}.")
+        if dl.teacher_seed < 0:
+            raise ValueError(f"distillation.teacher_seed must be non-negative, got {dl.teacher_seed}.")
+        if dl.x0_temperature <= 0:
+            raise ValueError(f"distillation.x0_temperature must be positive, got {dl.x0_temperature}.")
+        if not 0.0 <= dl.rollout_prob <= 1.0:
+            raise ValueError(f"distillation.rollout_prob must be in [0, 1], got {dl.rollout_prob}.")
         if Path(tr.output_dir).exists() and not Path(tr.output_dir).is_dir():
             raise ValueError(f"training.output_dir={tr.output_dir!r} is a file; name a directory for the run.")
 
@@ -257,7 +281,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-PATH_KEYS = (("data", "dataset"), ("tokenizer", "path"), ("training", "init_from"), ("training", "deepspeed_config"))
+PATH_KEYS = (
+    ("data", "dataset"),
+    ("tokenizer", "path"),
+    ("training", "init_from"),
+    ("training", "deepspeed_config"),
+    ("distillation", "teacher"),
+)
 
 
 def _resolve_paths(raw: dict[str, Any], folder: Path) -> None:
