@@ -297,11 +297,13 @@ def decode_plan(
 ) -> torch.Tensor | GenerationOutput:
     """Run a plan's loop from the latent x (B, L, d) at its sampler's first timestep; the ids, or the output."""
     was_training = model.training
-    model.eval()
+    if was_training:  # (switching a model's 60 modules costs ≈ 1 ms, 5 % of an 8-step sentence at batch 1)
+        model.eval()
     try:
         final = denoising_loop(plan.denoiser, plan.sampler, plan.processors, x, generator)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     eos, pad = model.config.eos_token_id, model.config.pad_token_id
     sequences = pad_after_eos(final.ids, eos, pad)
     if not return_dict_in_generate:
@@ -385,6 +387,8 @@ def plan_decoding(
     device = model.word_embeddings.weight.device
     if attention_mask is not None and bool(attention_mask.all()):
         attention_mask = None  # every row fills the decoded width (e.g. batch 1): attention needs no mask
+    if known is not None and not bool(known.any()):
+        known = None  # nothing is known (e.g. batch 1 of a length prior): no step processor for it
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
     if settings.x0_temperature != 1.0 and config.prediction_type != "logits":
