@@ -3,18 +3,23 @@
 For each batch size: the AR baseline decoding token by token, two ways — HF `generate` with its KV cache, and a
 lean loop over the model's forward with its KV cache (no logits processors, no stopping-criteria machinery) — and
 the diffusion model for each decoder (sampler, clamped or soft x̂0) and step count. Every row reports seconds per
-batch (best of --repeats after a warm-up), tokens/s of the finished texts, and the teacher perplexity and dist-2
-of the texts of the largest batch. Ratios to the faster AR baseline at each batch come last. Diffusion decodes the
-windows drawn from its length prior (all of a batch at the longest one).
+batch (best of --repeats rounds that run every row in turn, after a warm-up: this VM's speed drifts by ±20 % over
+minutes, so rows timed at different moments would not compare), tokens/s of the finished texts, and the teacher
+perplexity and dist-2 of the texts of the largest batch. Few-step students (`textdiff distill`) decode with their own saved settings.
+Ratios to the faster AR baseline at each batch come last, and every diffusion row's perplexity over that of the
+model at its most steps. Diffusion decodes the windows drawn from its length prior (all of a batch at the longest
+one, or with :bucket in groups of similar length).
 
     python bench/frontier.py --model runs/e2e-tiny/model --teacher runs/teacher/model --batches 1 64 256 \
-        --decoders renoise:soft ddpm:clamp renoise:soft:0.5 --steps 16 50 200
+        --decoders renoise:soft ddpm:clamp renoise:soft:0.5 --steps 16 50 200 \
+        --students runs/e2e-tiny-student/model runs/e2e-tiny-student/model:bucket
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 from decoding_ablation import parse_decoder  # bench/ is on the path when a bench runs as a script
@@ -25,15 +30,17 @@ from textdiff.evaluation.fluency import sample_autoregressive, teacher_score
 from textdiff.evaluation.harness import load_metric
 
 
-def timed(function, repeats: int):
-    """Best wall-clock time of `repeats` calls (after one warm-up call), and the last result."""
-    result = function()
-    best = float("inf")
+def timed_in_turn(functions: dict, repeats: int) -> dict:
+    """{name: (best wall-clock seconds, last result)} of each function over `repeats` rounds that call every
+    function in turn (after one warm-up call each), so that a slow spell of the machine touches every row alike."""
+    results = {name: function() for name, function in functions.items()}  # warm-up
+    best = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, function in functions.items():
+            start = time.perf_counter()
+            results[name] = function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: (best[name], results[name]) for name in functions}
 
 
 @torch.inference_mode()
@@ -65,6 +72,9 @@ def main() -> None:
     parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[parse_decoder("renoise:soft")],
                         help="SAMPLER:clamp|soft[:TAU][:bucket] (TAU: the x̂0 temperature; bucket: length buckets)")  # fmt: skip
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 50, 200])
+    parser.add_argument("--students", nargs="*", default=[], metavar="DIR[:bucket]",
+                        help="few-step students (textdiff distill), each decoded with its own saved settings; "
+                        ":bucket decodes the batch in length buckets")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -101,12 +111,24 @@ def main() -> None:
                 return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
             decoders[name] = diffusion
+    for spec in args.students:
+        directory, bucket = spec.removesuffix(":bucket"), spec.endswith(":bucket")
+        student, _ = textdiff.load_pretrained(directory)
+        saved = student.generation_config
+        name = (f"student {directory}, {saved.sampler} τ {getattr(saved, 'x0_temperature', 1.0):g}"
+                f"{', length buckets' if bucket else ''}, {saved.num_inference_steps} steps")  # fmt: skip
+
+        def distilled(b, student=student, bucket=bucket):
+            ids = student.generate(num_return_sequences=b, seed=args.seed, bucket_lengths=bucket)
+            return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+        decoders[name] = distilled
 
     results = {}  # (name, batch) -> (seconds, tokens/s, texts)
     for batch in args.batches:
-        for name, decode in decoders.items():
-            with torch.inference_mode():
-                seconds, texts = timed(lambda: decode(batch), args.repeats)
+        with torch.inference_mode():
+            timings = timed_in_turn({name: partial(decode, batch) for name, decode in decoders.items()}, args.repeats)
+        for name, (seconds, texts) in timings.items():
             results[name, batch] = (seconds, real_tokens(texts) / seconds, texts)
             print(f"batch {batch:4d} | {name}: {seconds * 1e3:,.1f} ms, {results[name, batch][1]:,.0f} tokens/s",
                   flush=True)  # fmt: skip
@@ -125,6 +147,10 @@ def main() -> None:
         cells = " | ".join(f"{results[name, b][0] * 1e3:,.1f} ms, {results[name, b][1]:,.0f}" for b in args.batches)
         print(f"| {name} | {cells} | {quality[name][0]:.2f} | {quality[name][1]:.3f} |")
     print(f"\n(teacher perplexity and dist-2 of the batch-{largest} texts)")
+    reference = f"diffusion, {args.decoders[0]}, {max(args.steps)} steps"  # the model at its most steps
+    print(f"\nTeacher perplexity over that of '{reference}':")
+    for name in list(decoders)[2:]:
+        print(f"{name}: {quality[name][0] / quality[reference][0]:.2f}×")
     print("\nRatios to the faster AR baseline at each batch:")
     ar_names = list(decoders)[:2]
     for batch in args.batches:
