@@ -5,10 +5,10 @@ lean loop over the model's forward with its KV cache (no logits processors, no s
 the diffusion model for each decoder (sampler, clamped or soft x̂0) and step count. Every row reports seconds per
 batch (best of --repeats rounds that run every row in turn, after a warm-up: this VM's speed drifts by ±20 % over
 minutes, so rows timed at different moments would not compare), tokens/s of the finished texts, and the teacher
-perplexity and dist-2 of the texts of the largest batch. Few-step students (`textdiff distill`) decode with their own saved settings.
-Ratios to the faster AR baseline at each batch come last, and every diffusion row's perplexity over that of the
-model at its most steps. Diffusion decodes the windows drawn from its length prior (all of a batch at the longest
-one, or with :bucket in groups of similar length).
+perplexity and dist-2 of the texts of the largest batch. Few-step students (`textdiff distill`) decode with their
+own saved settings. Ratios to the faster AR baseline at each batch come last, and every diffusion row's perplexity
+over that of the model at its most steps. Diffusion decodes the windows drawn from its length prior (all of a batch
+at the longest one, or with :bucket in groups of similar length).
 
     python bench/frontier.py --model runs/e2e-tiny/model --teacher runs/teacher/model --batches 1 64 256 \
         --decoders renoise:soft ddpm:clamp renoise:soft:0.5 --steps 16 50 200 \
@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="AR model that decodes against diffusion (default: teacher)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--decoders", nargs="+", type=parse_decoder, default=[parse_decoder("renoise:soft")],
-                        help="SAMPLER:clamp|soft[:TAU][:bucket] (TAU: the x̂0 temperature; bucket: length buckets)")  # fmt: skip
+                        help="SAMPLER:clamp|soft[:TAU][:bucket] (TAU: the x̂0 temperature; bucket: length "
+                        "buckets)")  # fmt: skip
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 50, 200])
     parser.add_argument("--students", nargs="*", default=[], metavar="DIR[:bucket]",
                         help="few-step students (textdiff distill), each decoded with its own saved settings; "

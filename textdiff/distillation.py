@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .losses import LossOutput
+from .losses import LossOutput, embedding_step
 from .samplers import RenoiseSampler
 from .schedules import NoiseSchedule
 from .utils import randn_like
@@ -93,9 +93,7 @@ class FewStepDistillationLoss:
         t, t_before = timesteps[k], timesteps[(k - 1).clamp(min=0)]
 
         # 2. x0 ~ q_φ(x0 | y) and x_{t_k} ~ q(x_{t_k} | x0).
-        x0 = core.embed(input_ids)  # (B, L, d)
-        zeros = torch.zeros(batch, dtype=torch.long, device=device)
-        x0 = x0 + schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), zeros, x0) * randn_like(x0, generator)
+        x0 = embedding_step(schedule, core.embed(input_ids), generator)  # (B, L, d)
         x_t = schedule.q_sample(x0, t, randn_like(x0, generator))
 
         # 3. For the rollout share: the renoised prediction from x_{t_{k−1}} ~ q(· | x0), as the decoder makes it.

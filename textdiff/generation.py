@@ -424,9 +424,8 @@ def plan_decoding(
         processors.append(Streaming(streamer))
     if callback is not None:
         processors.append(Callback(callback))
-    plain_windows = windows if config.length_prior is not None and free_width else None
     return DecodingPlan((batch, max_length, config.embedding_dim), denoiser, sampler, processors, history,
-                        plain_windows)  # fmt: skip
+                        windows if free_width else None)  # fmt: skip
 
 
 def _plan_controls(

@@ -113,9 +113,7 @@ class DiffusionLMLoss:
 
         # 1. x0 ~ q_φ(x0 | w): the embedding plus the t = 0 noise.
         x0_mean = core.embed(input_ids)  # (B, L, d)
-        zeros = torch.zeros(batch, dtype=torch.long, device=device)
-        std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), zeros, x0_mean)
-        x0 = x0_mean + std0 * randn_like(x0_mean, generator)
+        x0 = embedding_step(schedule, x0_mean, generator)
 
         # 2. x_t ~ q(x_t | x0) at t ~ U{t_min, …, T−1}, independently or evenly spread over the batch; or, for a
         # model with time warping, t = F⁻¹(u) from the warping's fit (CDCD).
@@ -162,6 +160,13 @@ class DiffusionLMLoss:
         prior = ((schedule.gather(schedule.alphas_cumprod.sqrt(), last, x0) * x0) ** 2).mean(dim=(1, 2))
         loss = rounding + self.mse_weight * mse if classifies else mse + rounding + prior
         return LossOutput(loss=loss.mean(), mse=mse.mean(), rounding=rounding.mean(), prior=prior.mean())
+
+
+def embedding_step(schedule: NoiseSchedule, x0_mean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """x0 ~ q_φ(x0 | w) = N(EMB(w), (1 − ᾱ_0) I): the embeddings x0_mean (B, L, d) plus the t = 0 noise."""
+    zeros = torch.zeros(x0_mean.shape[0], dtype=torch.long, device=x0_mean.device)
+    std0 = schedule.gather((1.0 - schedule.alphas_cumprod).sqrt(), zeros, x0_mean)  # (B, 1, 1)
+    return x0_mean + std0 * randn_like(x0_mean, generator)
 
 
 def _device(generator: torch.Generator | None, fallback: torch.device) -> torch.device:

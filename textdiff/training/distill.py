@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
             f"{distill.teacher} regresses x0 (prediction_type {teacher.config.prediction_type!r}); distillation "
             "needs a model that classifies the clean word (prediction_type: logits)."
         )
-    if distill.student_steps > teacher.config.num_diffusion_steps - teacher.config.min_timestep:
-        raise ValueError(
-            f"distillation.student_steps ({distill.student_steps}) exceeds the teacher's training steps "
-            f"({teacher.config.num_diffusion_steps - teacher.config.min_timestep})."
-        )
+    schedule = NoiseSchedule.from_name(teacher.config.noise_schedule, teacher.config.num_diffusion_steps)
+    try:  # before the teacher's texts, so that a bad setting costs no decoding
+        timesteps = student_timesteps(schedule, distill.student_steps, teacher.config.min_timestep)
+    except ValueError as error:
+        raise ValueError(f"distillation.student_steps: {error}") from None
     corpus = output_dir / "teacher_corpus"
     with rank_zero_first(dist):
         if dist.rank == 0:
@@ -95,8 +95,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
     student = TextDiffusionModel(teacher.config)
     student.load_state_dict(teacher.state_dict())
     del teacher
-    schedule = NoiseSchedule.from_name(student.config.noise_schedule, student.config.num_diffusion_steps)
-    timesteps = student_timesteps(schedule, distill.student_steps, student.config.min_timestep)
     objective = FewStepDistillationLoss(schedule, timesteps, distill.rollout_prob, distill.x0_temperature)
     logger.info("Student: %d decoding steps at timesteps %s.", distill.student_steps, timesteps.tolist())
 
