@@ -35,6 +35,7 @@ NO_DROPOUT = {"model.dropout": 0.0}
 OUTPUT_PRIOR = {"diffusion.output_prior": True}
 LR2 = {"training.learning_rate": 2e-3}
 TUNED = {**COMBINED, **NO_DROPOUT, **BUCKETS, **LR2}
+HOUR_PADDED_STEPS = 9660  # 16,000 × 1,546 / 2,560: the bucketed hour's positions, on padded batches
 ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "paper": ("paper's recipe", {}),
     "classify": ("+ x0 by classification (embeddings of norm √d)", CLASSIFY),
@@ -136,6 +137,19 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     "default": (  # configs/e2e-tiny.yaml, the README's main job (fits its five minutes on the dev machine)
         "the new default: width 64, lr 4e-3, 3,200 steps",
         {**TUNED, "model.hidden_size": 64, "training.learning_rate": 4e-3, "training.max_steps": 3200},
+    ),
+    # 60 one-thread minutes: each part alone on the paper's recipe at the compute of configs/e2e-cpu-hour.yaml
+    # (16,000 steps of bucketed batches, ≈ 1,546 positions each): a row that computes on all 2,560 positions of a
+    # padded batch gets 16,000 × 1,546 / 2,560 ≈ 9,660 steps; the bucketed row gets the 16,000.
+    "hour-classify": (
+        "+ x0 by classification, embeddings of norm √d at 10× lr (9,660 steps)",
+        {**CLASSIFY, **EMBEDDING_LR, "training.max_steps": HOUR_PADDED_STEPS},
+    ),
+    "hour-floor": ("+ noise floor t ≥ 100, stratified t (9,660 steps)", {**FLOOR, "training.max_steps": HOUR_PADDED_STEPS}),
+    "hour-bucket": ("+ length buckets (16,000 steps)", {**BUCKETS, "training.max_steps": 16000}),
+    "hour-optim": (
+        "+ no dropout, lr 2e-3 (9,660 steps)",
+        {**NO_DROPOUT, **LR2, "training.max_steps": HOUR_PADDED_STEPS},
     ),
     "tuned-warp": ("tuned + time warping (CDCD)", {**TUNED, "diffusion.time_warping": True}),
     "tuned-prior-selfcond": (

@@ -23,6 +23,7 @@ def test_shipped_configs_load():
     paper = RunConfig.from_yaml("configs/e2e.yaml")
     assert paper.model.hidden_size == 768 and paper.training.max_steps == 200_000
     assert paper.diffusion.prediction_type == "logits" and paper.data.bucket_by_length  # the chosen recipe
+    assert paper.training.sample_sampler == "renoise" and not paper.training.sample_clamp  # and its decoder
     RunConfig.from_yaml("configs/e2e-teacher.yaml")
 
 
