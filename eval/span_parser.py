@@ -1,24 +1,47 @@
-"""Train the span oracle (a constituency parser) from GUM's trees into the cache, and print its held-out F1.
+"""Train the span oracle (a constituency parser) from GUM's trees into the cache, and print its held-out F1; or
+write syntax-tree control targets with it.
 
     python eval/span_parser.py --gum ../shared/data/gum_const      # into $TEXTDIFF_CACHE/span_oracle
+    python eval/span_parser.py --tree-targets data/control_targets/target_tree.json   # 200 E2E test sentences
 
 The code is textdiff/evaluation/span_parser.py; the control evaluation builds the oracle on first use.
 """
 
 import argparse
+import hashlib
 import json
+import os
 from pathlib import Path
 
-from textdiff.evaluation.span_parser import span_oracle_dir, train
+from textdiff.data import load_corpus
+from textdiff.evaluation.span_parser import SpanOracle, span_oracle_dir, train, tree_targets
+from textdiff.resources import bundled
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gum", type=Path, required=True, help="folder of GUM .ptb files")
-    parser.add_argument("--output", type=Path, default=None, help="default: $TEXTDIFF_CACHE/span_oracle")
+    parser.add_argument("--gum", type=Path, default=None, help="folder of GUM .ptb files: train the oracle")
+    parser.add_argument("--output", type=Path, default=None, help="the oracle's folder (default: $TEXTDIFF_CACHE/span_oracle)")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--tree-targets", type=Path, default=None, help="write tree targets (JSON lines) to this file")
+    parser.add_argument("--num-trees", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(json.dumps(train(args.gum, args.output or span_oracle_dir(), args.epochs), indent=2))
+    if args.gum is None and args.tree_targets is None:
+        parser.error("nothing to do: give --gum DIR (train the oracle) and/or --tree-targets FILE")
+    directory = args.output or span_oracle_dir()
+    if args.gum is not None:
+        print(json.dumps(train(args.gum, directory, args.epochs), indent=2))
+    if args.tree_targets is not None:
+        texts = load_corpus(str(bundled("data/e2e")), "test")["text"]
+        records = tree_targets(SpanOracle(directory), texts, args.num_trees, args.seed)
+        partial = args.tree_targets.with_name(args.tree_targets.name + ".partial")
+        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        os.replace(partial, args.tree_targets)  # whole or not at all
+        weights = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+        heldout = json.loads((directory / "heldout.json").read_text())
+        print(json.dumps({"targets": str(args.tree_targets), "trees": len(records), "seed": args.seed,
+                          "oracle_sha256": weights, "oracle_heldout": heldout}, indent=2))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,22 @@ def test_tree_spans_normalise_function_tags_and_unary_chains():
     assert spans == {(0, 5, "S"), (0, 2, "NP"), (2, 4, "VP"), (3, 4, "SBAR")}  # SBAR→S→ADJP keeps SBAR
 
 
+def test_bracket_writes_back_what_tree_spans_reads_and_refuses_non_trees():
+    from textdiff.evaluation.trees import bracket, tree_spans
+
+    words, tags = "The Eagle , a pub , is near the river .".split(), ["DT", "NNP", ",", "DT", "NN", ",", "VBZ", "IN", "DT", "NN", "."]
+    spans = {(0, 11, "S"), (0, 6, "NP"), (0, 2, "NP"), (3, 5, "NP"), (6, 10, "VP"), (7, 10, "PP"), (8, 10, "NP")}
+    assert tree_spans(bracket(words, tags, spans)) == (words, tags, spans)
+    assert tree_spans(bracket(words, tags, {(3, 5, "NP")})) == (words, tags, {(3, 5, "NP")})  # no root label
+    assert tree_spans(bracket(["("], ["-LRB-"], set()))[0] == ["-LRB-"]  # brackets in the text are escaped
+    with pytest.raises(ValueError, match="cross"):
+        bracket(words, tags, {(0, 3, "NP"), (2, 5, "NP")})
+    with pytest.raises(ValueError, match="outside"):
+        bracket(words, tags, {(0, 12, "S")})
+    with pytest.raises(ValueError, match="Two labels"):
+        bracket(words, tags, {(0, 2, "NP"), (0, 2, "S")})
+
+
 def test_cky_prefers_the_most_confident_consistent_constituents():
     import torch
 
@@ -146,6 +162,35 @@ def test_span_oracle_and_span_control_metric(span_oracle):
     # A fixture-size oracle (12 documents, 2 epochs: F1 0.53) parses held-out GUM well above chance; the full one
     # (eval/span_parser.py) reaches the F1 in docs/RESULTS.md.
     assert json.loads((span_oracle / "heldout.json").read_text())["labelled_span_f1"] > 0.4
+
+
+def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfectly(span_oracle):
+    """Tree targets as Diffusion-LM made them (the oracle's full parse of held-out sentences): read back as one
+    span per constituent, a text with the target's own words scores F1 1.0, a shuffled one less; bad asks are
+    clear errors."""
+    from textdiff.evaluation.control_eval import controls_for, success
+    from textdiff.evaluation.controls import parse_target
+    from textdiff.evaluation.span_parser import SpanOracle, tree_f1, tree_targets
+    from textdiff.guidance import Spans
+
+    texts = ["The Eagle is a cheap pub near the river .", "Zizzi serves Italian food in the city centre .", "x " * 50]
+    records = tree_targets(SpanOracle(), texts, num=2, seed=0)
+    assert sorted(r["words_"][1:-2] for r in records) == sorted(t.split() for t in texts[:2])  # too long: left out
+    targets = [parse_target(r) for r in records]
+    oracle = SpanOracle()
+    for record, target in zip(records, targets):
+        assert record["words_"][0] == "START" and record["words_"][-2:] == ["\n", "END"]
+        assert set(target.spans) == oracle.parse(target.words) and target.length == len(target.words)
+        assert [type(c) for c in controls_for(target, "tree")] == [Spans]
+    own = [" ".join(t.words) for t in targets]
+    assert success("tree", own, targets) == {"tree": 1.0}
+    shuffled = [" ".join(reversed(t.words)) for t in targets]
+    assert success("tree", shuffled, targets)["tree"] < 1.0
+    assert tree_f1({(0, 1, "NP")}, {(0, 1, "NP"), (0, 3, "S")}) == pytest.approx(2 / 3) and tree_f1(set(), set()) == 1.0
+    with pytest.raises(ValueError, match="Only 2 texts"):
+        tree_targets(oracle, texts, num=3)
+    with pytest.raises(ValueError, match="sentence is"):
+        parse_target({"words_": ["START", "A", "pub", "\n", "END"], "tree": "(ROOT (NP (DT The) (NN pub)))"})
 
 
 def test_the_independent_tagger_learns_from_other_data_and_tags_in_the_same_tagset(independent_tagger):

@@ -37,7 +37,7 @@ def bundled_config(name: str) -> Path:
 def metric_path(name: str) -> str:
     """The folder of one of textdiff's evaluate metric modules, for `evaluate.load(metric_path("self_bleu"))`.
 
-    The metrics: bleu, self_bleu, distinct_n, rouge_l, control_semantic, control_pos, control_spans,
+    The metrics: bleu, self_bleu, distinct_n, rouge_l, control_semantic, control_pos, control_spans, control_tree,
     control_length.
     """
     path = PACKAGE / "evaluation" / "metrics" / name

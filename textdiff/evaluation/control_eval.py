@@ -6,7 +6,8 @@ guided decoding and for the unguided model, with the cost of guidance.
 
 Suites (`SUITES`), by target file: `target_attribute.json` → semantic content (`FieldValue`),
 `target_pos.json` → parts of speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`),
-`target_compose_pos_attr.json` → both POS and semantic content at once; `length` (no file) → `Length` targets
+`target_compose_pos_attr.json` → both POS and semantic content at once, `target_tree.json` (textdiff's: full
+parses of E2E test sentences by the span oracle) → syntax trees (`Spans` over every constituent); `length` (no file) → `Length` targets
 taken from the word counts of the POS targets' sentences. Success is measured with the oracles of
 `textdiff.evaluation.oracles` and `.span_parser` through the `evaluate` modules in textdiff/evaluation/metrics;
 the lm-score is the teacher's perplexity of the samples. The unguided row decodes the same number of texts with
@@ -76,6 +77,14 @@ PARTS = {
         lambda t: [{"start": a, "end": b, "label": label} for a, b, label in t.spans],
         lambda t: " ".join(f"{label}[{a},{b}]" for a, b, label in t.spans),
     ),
+    "tree": ControlPart(  # the span classifier over every constituent of the target tree
+        "spans",
+        _spans_control,
+        "control_tree",
+        "tree_f1",
+        lambda t: [{"start": a, "end": b, "label": label} for a, b, label in t.spans],
+        lambda t: f"the parse of {' '.join(t.words)!r}" if t.words else f"{len(t.spans)} constituents",
+    ),
     "length": ControlPart(
         None,
         lambda t, span_labels: [Length(t.length)],
@@ -117,11 +126,12 @@ SUITES = {
         ControlSuite("semantic", "target_attribute.json", ("semantic",), 1e-3, (81.2, 2.55)),
         ControlSuite("pos", "target_pos.json", ("pos",), 0.1, (90.0, 5.16)),
         ControlSuite("spans", "target_spans.json", ("spans",), 1e-4, (93.8, 2.53)),
+        ControlSuite("tree", "target_tree.json", ("tree",), 1e-4, (86.0, 3.71)),
         ControlSuite("compose", "target_compose_pos_attr.json", ("pos", "semantic"), 0.01),
         ControlSuite("length", "length", ("length",), 0.0, (99.9, 2.16)),
     )
 }
-_SCORE_ORDER = ["semantic", "pos", "spans", "length"]  # the order of scores and descriptions in reports
+_SCORE_ORDER = ["semantic", "pos", "spans", "tree", "length"]  # the order of scores and descriptions in reports
 
 
 def suite_of(targets_path: str) -> str:

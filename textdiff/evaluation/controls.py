@@ -2,7 +2,7 @@
 
 Each line of those files is JSON: `target_pos.json` {"pos", "words_"}, `target_spans.json` {"words_", "spans"},
 `target_attribute.json` ["field", ":", value words...], `target_compose_pos_attr.json` {"pos", "words_",
-"attr"}. Word lists are framed by START / END and hold a newline token "\\n" before END; those are dropped here
+"attr"}; and textdiff's own `target_tree.json` {"words_", "tree"} (a PTB bracketing: every constituent a span). Word lists are framed by START / END and hold a newline token "\\n" before END; those are dropped here
 (with their tags), and span indices count words without START (inclusive ends), as in the reference code.
 """
 
@@ -22,7 +22,7 @@ class ControlTarget:
     Attributes:
         words: The reference sentence the target was taken from (tokenised), if any.
         pos: UPOS tags, one per word of the sentence to generate.
-        spans: (start, end, label) constituents, word indices with inclusive ends.
+        spans: (start, end, label) constituents, word indices with inclusive ends (a tree target: all of them).
         attribute: (field, value), e.g. ("food", "Italian"): the value must appear in the text.
         length: Number of words.
     """
@@ -68,6 +68,14 @@ def parse_target(record: dict | list) -> ControlTarget:
         target.length = len(target.pos)
     if "spans" in record:
         target.spans = [(int(a), int(b), str(label)) for a, b, label in record["spans"]]
+    if "tree" in record:  # a full parse: every constituent is a span to meet
+        from textdiff.evaluation.trees import tree_spans
+
+        tree_words, _, constituents = tree_spans(record["tree"])
+        if target.words is not None and tree_words != target.words:
+            raise ValueError(f"A tree target's tree has words {tree_words} but its sentence is {target.words}.")
+        target.words, target.length = tree_words, len(tree_words)
+        target.spans = sorted((a, b - 1, label) for a, b, label in constituents)
     if "attr" in record:
         target.attribute = _attribute(record["attr"])
     return target

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from textdiff.evaluation.trees import read_ptb, tree_spans
+from textdiff.evaluation.trees import bracket, read_ptb, tree_spans
 
 
 # The trained oracle is a cache, not part of the repository: built from GUM on first use (≈ 3 min on one core).
@@ -137,18 +137,51 @@ class SpanOracle:
         self.tagger = PosOracle()
 
     @torch.no_grad()
-    def parse(self, words: list[str]) -> set[tuple[int, int, str]]:
+    def constituents(self, words: list[str]) -> tuple[list[str], set[tuple[int, int, str]]]:
+        """(PTB tags, constituents (i, j, label) with j exclusive) of one tokenised sentence."""
         if not words:
-            return set()
+            return [], set()
         tags = self.tagger.ptb_tags(words)
         scores = self.model(*self.vocab.encode(words, tags)).log_softmax(-1)
-        return {(i, j - 1, self.vocab.labels[label]) for i, j, label in cky(scores)}
+        return tags, {(i, j, self.vocab.labels[label]) for i, j, label in cky(scores)}
+
+    def parse(self, words: list[str]) -> set[tuple[int, int, str]]:
+        """Labelled spans (i, j, label) with an inclusive end j, as Diffusion-LM's span targets write them."""
+        return {(i, j - 1, label) for i, j, label in self.constituents(words)[1]}
+
+    def tree(self, words: list[str]) -> str:
+        """The parse as a PTB bracketing with the tagger's tags, e.g. "(ROOT (S (NP (DT The) (NNP Eagle)) …))"."""
+        tags, spans = self.constituents(words)
+        return bracket(words, tags, spans)
+
+
+def tree_targets(oracle: SpanOracle, texts: list[str], num: int, seed: int = 0, max_words: int = 38) -> list[dict]:
+    """Syntax-tree control targets made as Diffusion-LM made its own: the oracle's full parse of held-out sentences.
+
+    `num` texts of at most `max_words` words (38: what a model of 40 positions can write), drawn at random (`seed`)
+    from `texts`, each as one JSON line of a Diffusion-LM target file: {"words_": [START, words…, "\n", END],
+    "tree": "(ROOT (S …))"}, the tree a PTB bracketing with the tagger's tags."""
+    if num < 1:
+        raise ValueError(f"num must be at least 1, got {num}.")
+    fitting = [text.split() for text in texts if 0 < len(text.split()) <= max_words]
+    if len(fitting) < num:
+        raise ValueError(f"Only {len(fitting)} texts have 1 to {max_words} words; {num} targets were asked for.")
+    chosen = random.Random(seed).sample(fitting, num)
+    return [{"words_": ["START", *words, "\n", "END"], "tree": oracle.tree(words)} for words in chosen]
 
 
 # --- training --------------------------------------------------------------------------------------------------
 
 
+def tree_f1(gold: set, predicted: set) -> float:
+    """Labelled F1 of one parse's constituents against one gold tree's (1.0 when both are empty)."""
+    if not gold and not predicted:
+        return 1.0
+    return 2 * len(gold & predicted) / (len(gold) + len(predicted))
+
+
 def labelled_f1(gold: list[set], predicted: list[set]) -> float:
+    """Labelled F1 over a corpus: constituents matched in all trees against all gold and all predicted ones."""
     matched = sum(len(g & p) for g, p in zip(gold, predicted))
     total_gold, total_predicted = sum(map(len, gold)), sum(map(len, predicted))
     precision, recall = matched / max(total_predicted, 1), matched / max(total_gold, 1)

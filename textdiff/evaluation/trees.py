@@ -51,3 +51,46 @@ def tree_spans(bracketed: str) -> tuple[list[str], list[str], set[tuple[int, int
 
     visit(tree)
     return words, tags, spans
+
+
+def bracket(words: list[str], tags: list[str], spans: set[tuple[int, int, str]]) -> str:
+    """The PTB bracketing of labelled, well-nested constituents (i, j, label), j exclusive, over tagged words, under
+    a ROOT node: the inverse of `tree_spans` (its words, tags and constituents read back the same).
+
+    >>> bracket(["The", "Eagle", "is", "a", "pub"], ["DT", "NNP", "VBZ", "DT", "NN"],
+    ...         {(0, 5, "S"), (0, 2, "NP"), (2, 5, "VP"), (3, 5, "NP")})
+    '(ROOT (S (NP (DT The) (NNP Eagle)) (VP (VBZ is) (NP (DT a) (NN pub)))))'
+    """
+    if len(words) != len(tags):
+        raise ValueError(f"{len(words)} words but {len(tags)} tags.")
+    for i, j, label in spans:
+        if not 0 <= i < j <= len(words):
+            raise ValueError(f"Constituent ({i}, {j}, {label!r}) is outside the {len(words)} words.")
+        for a, b, _ in spans:
+            if a < i < b < j or i < a < j < b:
+                raise ValueError(f"Constituents ({i}, {j}) and ({a}, {b}) cross: not a tree.")
+    if len({(i, j) for i, j, _ in spans}) != len(spans):
+        raise ValueError("Two labels for one span: write a unary chain as its top label.")
+
+    def escape(text: str) -> str:
+        return {"(": "-LRB-", ")": "-RRB-"}.get(text, text)
+
+    def node(start: int, end: int) -> str:
+        # the largest constituents strictly inside (start, end), left to right, words between them as leaves
+        inside = sorted(
+            ((i, j, label) for i, j, label in spans if start <= i and j <= end and (i, j) != (start, end)),
+            key=lambda s: (s[0], -s[1]),
+        )
+        parts, position = [], start
+        for i, j, label in inside:
+            if i < position:
+                continue  # inside a constituent already written
+            parts += [f"({escape(tags[k])} {escape(words[k])})" for k in range(position, i)]
+            parts.append(f"({label} {node(i, j)})")
+            position = j
+        parts += [f"({escape(tags[k])} {escape(words[k])})" for k in range(position, end)]
+        return " ".join(parts)
+
+    top = next((label for i, j, label in spans if (i, j) == (0, len(words))), None)
+    body = node(0, len(words))
+    return f"(ROOT ({top} {body}))" if top else f"(ROOT {body})"

@@ -1,0 +1,46 @@
+"""Syntax-tree control success (Diffusion-LM, §7.1, "parse tree"): the labelled F1 between the oracle's parse of
+the generated text and the target tree, averaged over texts. The oracle is textdiff's span parser trained on GUM
+(textdiff/evaluation/span_parser.py), the parser that made the target trees (data/control_targets/target_tree.json)."""
+
+import datasets
+import evaluate
+
+_KWARGS = """
+Args:
+    predictions: list of generated texts (whitespace-tokenised).
+    references: list of target trees, each the list of its constituents [start, end, label] (word indices, inclusive
+        end; unary chains by their top label).
+Returns:
+    {"tree_f1": mean over texts of the labelled F1 of the oracle parse against the target constituents}
+"""
+
+
+class ControlTree(evaluate.Metric):
+    def _info(self) -> evaluate.MetricInfo:
+        return evaluate.MetricInfo(
+            description="Mean labelled F1 between the oracle parse of each generated text and its target tree.",
+            citation="Li et al. (2022). Diffusion-LM Improves Controllable Text Generation. NeurIPS.",
+            inputs_description=_KWARGS,
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Value("string"),
+                    "references": datasets.List(
+                        {
+                            "start": datasets.Value("int32"),
+                            "end": datasets.Value("int32"),
+                            "label": datasets.Value("string"),
+                        }
+                    ),
+                }
+            ),
+        )
+
+    def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
+        from textdiff.evaluation.span_parser import SpanOracle, tree_f1
+
+        oracle = SpanOracle()
+        scores = [
+            tree_f1({(s["start"], s["end"], s["label"].split("::")[0]) for s in tree}, oracle.parse(text.split()))
+            for text, tree in zip(predictions, references)
+        ]
+        return {"tree_f1": sum(scores) / len(scores) if scores else 0.0}
