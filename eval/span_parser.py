@@ -3,6 +3,7 @@ write syntax-tree control targets with it.
 
     python eval/span_parser.py --gum ../shared/data/gum_const      # into $TEXTDIFF_CACHE/span_oracle
     python eval/span_parser.py --tree-targets data/control_targets/target_tree.json   # 200 E2E test sentences
+    python eval/span_parser.py --agreement data/control_targets/target_spans.json     # the oracle on the targets
 
 The code is textdiff/evaluation/span_parser.py; the control evaluation builds the oracle on first use.
 """
@@ -14,7 +15,8 @@ import os
 from pathlib import Path
 
 from textdiff.data import load_corpus
-from textdiff.evaluation.span_parser import SpanOracle, span_oracle_dir, train, tree_targets
+from textdiff.evaluation.controls import read_control_targets
+from textdiff.evaluation.span_parser import SpanOracle, span_oracle_dir, target_agreement, train, tree_targets
 from textdiff.resources import bundled
 
 
@@ -26,9 +28,11 @@ def main() -> None:
     parser.add_argument("--tree-targets", type=Path, default=None, help="write tree targets (JSON lines) to this file")
     parser.add_argument("--num-trees", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agreement", type=Path, default=None, help="a span target file: how many of its spans "
+                        "the oracle finds in the targets' own sentences, by label")
     args = parser.parse_args()
-    if args.gum is None and args.tree_targets is None:
-        parser.error("nothing to do: give --gum DIR (train the oracle) and/or --tree-targets FILE")
+    if args.gum is None and args.tree_targets is None and args.agreement is None:
+        parser.error("nothing to do: give --gum DIR (train the oracle), --tree-targets FILE or --agreement FILE")
     directory = args.output or span_oracle_dir()
     if args.gum is not None:
         print(json.dumps(train(args.gum, directory, args.epochs), indent=2))
@@ -42,6 +46,10 @@ def main() -> None:
         heldout = json.loads((directory / "heldout.json").read_text())
         print(json.dumps({"targets": str(args.tree_targets), "trees": len(records), "seed": args.seed,
                           "oracle_sha256": weights, "oracle_heldout": heldout}, indent=2))
+    if args.agreement is not None:
+        counts = target_agreement(SpanOracle(directory), read_control_targets(args.agreement))
+        for label, count in sorted(counts.items(), key=lambda item: -item[1]["total"]):
+            print(f"{label}: {count['found']} / {count['total']} ({count['found'] / count['total']:.3f})")
 
 
 if __name__ == "__main__":

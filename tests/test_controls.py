@@ -170,7 +170,7 @@ def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfe
     clear errors."""
     from textdiff.evaluation.control_eval import controls_for, success
     from textdiff.evaluation.controls import parse_target
-    from textdiff.evaluation.span_parser import SpanOracle, tree_f1, tree_targets
+    from textdiff.evaluation.span_parser import SpanOracle, target_agreement, tree_f1, tree_targets
     from textdiff.guidance import Spans
 
     texts = ["The Eagle is a cheap pub near the river .", "Zizzi serves Italian food in the city centre .", "x " * 50]
@@ -187,6 +187,10 @@ def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfe
     shuffled = [" ".join(reversed(t.words)) for t in targets]
     assert success("tree", shuffled, targets)["tree"] < 1.0
     assert tree_f1({(0, 1, "NP")}, {(0, 1, "NP"), (0, 3, "S")}) == pytest.approx(2 / 3) and tree_f1(set(), set()) == 1.0
+    agreement = target_agreement(oracle, targets)  # the oracle agrees with its own trees, label by label
+    assert agreement["all"]["found"] == agreement["all"]["total"] == sum(len(t.spans) for t in targets)
+    wrong = [ControlTarget(words=targets[0].words, spans=[(0, len(targets[0].words) - 1, "S::NP"), (0, 0, "QP")])]
+    assert target_agreement(oracle, wrong)["QP"] == {"found": 0, "total": 1} and target_agreement(oracle, wrong)["all"]["total"] == 2
     with pytest.raises(ValueError, match="Only 2 texts"):
         tree_targets(oracle, texts, num=3)
     with pytest.raises(ValueError, match="sentence is"):

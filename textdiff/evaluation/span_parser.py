@@ -170,6 +170,22 @@ def tree_targets(oracle: SpanOracle, texts: list[str], num: int, seed: int = 0, 
     return [{"words_": ["START", *words, "\n", "END"], "tree": oracle.tree(words)} for words in chosen]
 
 
+def target_agreement(oracle: SpanOracle, targets: list) -> dict[str, dict[str, int]]:
+    """How many target spans the oracle's parse of each target's own sentence contains, by label: {label: {"found",
+    "total"}} and "all". targets: `ControlTarget`s with words and spans (e.g. read from target_spans.json); a unary
+    chain ("S::NP") counts by its top label."""
+    counts: dict[str, dict[str, int]] = {}
+    for target in targets:
+        parse = oracle.parse(target.words)
+        for start, end, label in target.spans:
+            top = label.split("::")[0]
+            for key in (top, "all"):
+                counts.setdefault(key, {"found": 0, "total": 0})
+                counts[key]["total"] += 1
+                counts[key]["found"] += (start, end, top) in parse
+    return counts
+
+
 # --- training --------------------------------------------------------------------------------------------------
 
 
