@@ -8,6 +8,7 @@ beside the human references under the same teacher.
 
     python bench/recipe_ablation.py --teacher runs/teacher/model --steps 2000 --output runs/ablation
     python bench/recipe_ablation.py --teacher T --rows paper combined --steps 20 --output /tmp/a   # a quick check
+    python bench/recipe_ablation.py --skip-training --rows hour-classify --decoder ddpm:clamp --teacher T --output O
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from decoding_ablation import parse_decoder  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,11 +205,13 @@ def evaluate(model_dir: Path, teacher, held_out: list[str], args) -> dict:
         num_timesteps=args.nll_timesteps,
         progress=False,
     )
-    row = {"nll_bound": bound.nats_per_token, "nll_stderr": bound.stderr, "parameters": model.num_parameters()}
+    row = {"nll_bound": bound.nats_per_token, "nll_stderr": bound.stderr, "parameters": model.num_parameters(),
+           "decoder": "saved" if args.decoder is None else str(args.decoder)}
     distinct = load_metric("distinct_n")
     for steps in args.sample_steps:
         started = time.perf_counter()
-        ids = model.generate(num_return_sequences=args.num_samples, num_inference_steps=steps, seed=0)
+        decoding = {} if args.decoder is None else args.decoder.settings()  # None: the model's saved decoding
+        ids = model.generate(num_return_sequences=args.num_samples, num_inference_steps=steps, seed=0, **decoding)
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         row[f"decode_s_{steps}"] = time.perf_counter() - started
         row[f"ppl_{steps}"] = teacher_score(texts, teacher, tokenizer).perplexity
@@ -237,6 +241,9 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, nargs="+", default=[16, 200])
     parser.add_argument("--nll-sentences", type=int, default=256)
     parser.add_argument("--nll-timesteps", type=int, default=50)
+    parser.add_argument("--decoder", type=parse_decoder, default=None, help="decode every row this way, e.g. "
+                        "ddpm:clamp (the paper's) or renoise:soft:0.5 (as bench/decoding_ablation.py writes them); "
+                        "default: each model's saved decoding")
     parser.add_argument("--skip-training", action="store_true", help="evaluate rows already trained in --output")
     parser.add_argument("--train-only", action="store_true", help="train the rows, evaluate later (--skip-training)")
     parser.add_argument("--output", type=Path, required=True)
