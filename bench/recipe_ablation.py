@@ -143,6 +143,7 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
     # 60 one-thread minutes: each part alone on the paper's recipe at the compute of configs/e2e-cpu-hour.yaml
     # (16,000 steps of bucketed batches, ≈ 1,546 positions each): a row that computes on all 2,560 positions of a
     # padded batch gets 16,000 × 1,546 / 2,560 ≈ 9,660 steps; the bucketed row gets the 16,000.
+    "hour-paper": ("paper's recipe (9,660 steps: the compute of the bucketed hour)", {"training.max_steps": HOUR_PADDED_STEPS}),
     "hour-classify": (
         "+ x0 by classification, embeddings of norm √d at 10× lr (9,660 steps)",
         {**CLASSIFY, **EMBEDDING_LR, "training.max_steps": HOUR_PADDED_STEPS},
