@@ -209,9 +209,9 @@ def evaluate(model_dir: Path, teacher, held_out: list[str], args) -> dict:
     row = {"nll_bound": bound.nats_per_token, "nll_stderr": bound.stderr, "parameters": model.num_parameters(),
            "decoder": "saved" if args.decoder is None else str(args.decoder)}
     distinct = load_metric("distinct_n")
+    decoding = {} if args.decoder is None else args.decoder.settings()  # None: the model's saved decoding
     for steps in args.sample_steps:
         started = time.perf_counter()
-        decoding = {} if args.decoder is None else args.decoder.settings()  # None: the model's saved decoding
         ids = model.generate(num_return_sequences=args.num_samples, num_inference_steps=steps, seed=0, **decoding)
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         row[f"decode_s_{steps}"] = time.perf_counter() - started

@@ -11,13 +11,13 @@ The code is textdiff/evaluation/span_parser.py; the control evaluation builds th
 import argparse
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from textdiff.data import load_corpus
 from textdiff.evaluation.controls import read_control_targets
 from textdiff.evaluation.span_parser import SpanOracle, span_oracle_dir, target_agreement, train, tree_targets
 from textdiff.resources import bundled
+from textdiff.utils import write_text_atomic
 
 
 def main() -> None:
@@ -39,9 +39,7 @@ def main() -> None:
     if args.tree_targets is not None:
         texts = load_corpus(str(bundled("data/e2e")), "test")["text"]
         records = tree_targets(SpanOracle(directory), texts, args.num_trees, args.seed)
-        partial = args.tree_targets.with_name(args.tree_targets.name + ".partial")
-        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-        os.replace(partial, args.tree_targets)  # whole or not at all
+        write_text_atomic(args.tree_targets, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         weights = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
         heldout = json.loads((directory / "heldout.json").read_text())
         print(json.dumps({"targets": str(args.tree_targets), "trees": len(records), "seed": args.seed,

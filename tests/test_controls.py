@@ -174,10 +174,10 @@ def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfe
     from textdiff.guidance import Spans
 
     texts = ["The Eagle is a cheap pub near the river .", "Zizzi serves Italian food in the city centre .", "x " * 50]
-    records = tree_targets(SpanOracle(), texts, num=2, seed=0)
+    oracle = SpanOracle()
+    records = tree_targets(oracle, texts, num=2, seed=0)
     assert sorted(r["words_"][1:-2] for r in records) == sorted(t.split() for t in texts[:2])  # too long: left out
     targets = [parse_target(r) for r in records]
-    oracle = SpanOracle()
     for record, target in zip(records, targets):
         assert record["words_"][0] == "START" and record["words_"][-2:] == ["\n", "END"]
         assert set(target.spans) == oracle.parse(target.words) and target.length == len(target.words)

@@ -1,11 +1,12 @@
-"""Small helpers shared across textdiff: noise from a generator, integer checks, the hub probe, and argparse
-with one-line errors."""
+"""Small helpers shared across textdiff: noise from a generator, integer checks, the hub probe, whole-or-nothing
+file writes, and argparse with one-line errors."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import socket
+from pathlib import Path
 
 import torch
 
@@ -18,6 +19,16 @@ def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> tor
     """
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary beside it, flushed to disk, then renamed over it."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def is_integer(value) -> bool:

@@ -51,6 +51,11 @@ def _spans_control(target: ControlTarget, span_labels: list[str] | None) -> list
     return [Spans(spans)] if spans else []
 
 
+def _span_references(target: ControlTarget) -> list[dict]:
+    """A target's spans as the span metrics (control_spans, control_tree) take them."""
+    return [{"start": a, "end": b, "label": label} for a, b, label in target.spans]
+
+
 PARTS = {
     "semantic": ControlPart(
         "field_value",
@@ -74,7 +79,7 @@ PARTS = {
         _spans_control,
         "control_spans",
         "span_accuracy",
-        lambda t: [{"start": a, "end": b, "label": label} for a, b, label in t.spans],
+        _span_references,
         lambda t: " ".join(f"{label}[{a},{b}]" for a, b, label in t.spans),
     ),
     "tree": ControlPart(  # the span classifier over every constituent of the target tree
@@ -82,7 +87,7 @@ PARTS = {
         _spans_control,
         "control_tree",
         "tree_f1",
-        lambda t: [{"start": a, "end": b, "label": label} for a, b, label in t.spans],
+        _span_references,
         lambda t: f"the parse of {' '.join(t.words)!r}" if t.words else f"{len(t.spans)} constituents",
     ),
     "length": ControlPart(

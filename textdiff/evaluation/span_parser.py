@@ -155,6 +155,24 @@ class SpanOracle:
         return bracket(words, tags, spans)
 
 
+def top_label(label: str) -> str:
+    """A unary chain written "S::NP" (as in Diffusion-LM's targets) by its top label, the one the oracle gives."""
+    return label.split("::")[0]
+
+
+def span_set(spans: list[dict]) -> set[tuple[int, int, str]]:
+    """A span metric's reference ([{"start", "end", "label"}, …]) as the oracle's parse writes spans."""
+    return {(span["start"], span["end"], top_label(span["label"])) for span in spans}
+
+
+def span_metric_features():
+    """The `datasets.Features` of the span metrics (control_spans, control_tree): texts and their target spans."""
+    import datasets
+
+    span = {"start": datasets.Value("int32"), "end": datasets.Value("int32"), "label": datasets.Value("string")}
+    return datasets.Features({"predictions": datasets.Value("string"), "references": datasets.List(span)})
+
+
 def tree_targets(oracle: SpanOracle, texts: list[str], num: int, seed: int = 0, max_words: int = 38) -> list[dict]:
     """Syntax-tree control targets made as Diffusion-LM made its own: the oracle's full parse of held-out sentences.
 
@@ -178,7 +196,7 @@ def target_agreement(oracle: SpanOracle, targets: list) -> dict[str, dict[str, i
     for target in targets:
         parse = oracle.parse(target.words)
         for start, end, label in target.spans:
-            top = label.split("::")[0]
+            top = top_label(label)
             for key in (top, "all"):
                 counts.setdefault(key, {"found": 0, "total": 0})
                 counts[key]["total"] += 1

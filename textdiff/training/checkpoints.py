@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+
+from textdiff.utils import write_text_atomic
 
 from .distributed import DistInfo, barrier
 from .ema import ExponentialMovingAverage
@@ -48,7 +49,7 @@ class CheckpointManager:
         barrier(self.dist)
         if self.dist.rank == 0:
             (self.directory / tag / "COMPLETE").write_text(f"{step}\n")
-            _atomic_write(self.directory / "latest", tag)
+            write_text_atomic(self.directory / "latest", tag)
             for old in self.complete_tags()[: -self.keep]:
                 shutil.rmtree(self.directory / old, ignore_errors=True)
         barrier(self.dist)
@@ -85,12 +86,3 @@ class CheckpointManager:
             ) from None
         ema.load_state_dict(ema_state)
         return int(client_state["step"])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

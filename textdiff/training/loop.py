@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -14,6 +13,8 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+from textdiff.utils import write_text_atomic
 
 from .checkpoints import CheckpointManager
 from .config import TrainingSection
@@ -42,9 +43,7 @@ class MetricsLog:
                             kept.append(line)
                     except (json.JSONDecodeError, AttributeError):  # a line cut by the kill: dropped
                         continue
-            temporary = path.with_name(path.name + ".tmp")  # replaced at once: a reader never sees it half-written
-            temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-            os.replace(temporary, path)
+            write_text_atomic(path, "".join(f"{line}\n" for line in kept))  # a reader never sees it half-written
 
     def write(self, **record: Any) -> None:
         if self.enabled:

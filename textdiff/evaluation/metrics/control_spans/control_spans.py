@@ -3,8 +3,9 @@ oracle parse of the generated text. The oracle is textdiff's span parser trained
 held-out labelled span F1 in its heldout.json; trained on first use). A unary chain in a target ("S::NP") is
 matched by its top label, the one the oracle gives such a span."""
 
-import datasets
 import evaluate
+
+from textdiff.evaluation.span_parser import span_metric_features
 
 _KWARGS = """
 Args:
@@ -21,22 +22,11 @@ class ControlSpans(evaluate.Metric):
             description="Share of target constituent spans present in the oracle parse of the generated text.",
             citation="Li et al. (2022). Diffusion-LM Improves Controllable Text Generation. NeurIPS.",
             inputs_description=_KWARGS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.List(
-                        {
-                            "start": datasets.Value("int32"),
-                            "end": datasets.Value("int32"),
-                            "label": datasets.Value("string"),
-                        }
-                    ),
-                }
-            ),
+            features=span_metric_features(),
         )
 
     def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
-        from textdiff.evaluation.span_parser import SpanOracle
+        from textdiff.evaluation.span_parser import SpanOracle, top_label
 
         oracle = SpanOracle()
         found = total = 0
@@ -44,5 +34,5 @@ class ControlSpans(evaluate.Metric):
             parse = oracle.parse(text.split())
             for span in spans:
                 total += 1
-                found += (span["start"], span["end"], span["label"].split("::")[0]) in parse
+                found += (span["start"], span["end"], top_label(span["label"])) in parse
         return {"span_accuracy": found / total if total else 0.0}

@@ -2,8 +2,9 @@
 the generated text and the target tree, averaged over texts. The oracle is textdiff's span parser trained on GUM
 (textdiff/evaluation/span_parser.py), the parser that made the target trees (data/control_targets/target_tree.json)."""
 
-import datasets
 import evaluate
+
+from textdiff.evaluation.span_parser import span_metric_features
 
 _KWARGS = """
 Args:
@@ -21,26 +22,12 @@ class ControlTree(evaluate.Metric):
             description="Mean labelled F1 between the oracle parse of each generated text and its target tree.",
             citation="Li et al. (2022). Diffusion-LM Improves Controllable Text Generation. NeurIPS.",
             inputs_description=_KWARGS,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.List(
-                        {
-                            "start": datasets.Value("int32"),
-                            "end": datasets.Value("int32"),
-                            "label": datasets.Value("string"),
-                        }
-                    ),
-                }
-            ),
+            features=span_metric_features(),
         )
 
     def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
-        from textdiff.evaluation.span_parser import SpanOracle, tree_f1
+        from textdiff.evaluation.span_parser import SpanOracle, span_set, tree_f1
 
         oracle = SpanOracle()
-        scores = [
-            tree_f1({(s["start"], s["end"], s["label"].split("::")[0]) for s in tree}, oracle.parse(text.split()))
-            for text, tree in zip(predictions, references)
-        ]
+        scores = [tree_f1(span_set(tree), oracle.parse(text.split())) for text, tree in zip(predictions, references)]
         return {"tree_f1": sum(scores) / len(scores) if scores else 0.0}
