@@ -154,6 +154,10 @@ ROWS: dict[str, tuple[str, dict]] = {  # key: (label, overrides)
         "+ no dropout, lr 2e-3 (9,660 steps)",
         {**NO_DROPOUT, **LR2, "training.max_steps": HOUR_PADDED_STEPS},
     ),
+    "hour-selfcond": (  # its no-grad forward on half the batches costs ≈ 1/6 more per step: 9,660 / (7/6) ≈ 8,280
+        "+ self-conditioning, 50 % (8,280 steps)",
+        {**SELF_CONDITIONING, "training.max_steps": 8280},
+    ),
     "tuned-warp": ("tuned + time warping (CDCD)", {**TUNED, "diffusion.time_warping": True}),
     "tuned-prior-selfcond": (
         "tuned + output prior + self-conditioning",

@@ -305,9 +305,42 @@ def test_the_word_scorer_is_the_log_of_the_summed_run_probabilities():
     with torch.no_grad():
         got = scorer.log_prob(x, t, target)
         p = model(x, t).logits.float().softmax(-1)  # (B, L, V)
-    runs = [sum(p[0, a, 7] * p[0, a + 1, 9] for a in range(11)), p[1, :, 5].sum()]  # Σ_a Π_j p(w_{a+j} = v_j)
+    # Σ_a Π_j p(w_{a+j} = v_j) over the runs after [START] (position 0) that leave room for [END] (position 11)
+    runs = [sum(p[0, a, 7] * p[0, a + 1, 9] for a in range(1, 10)), p[1, 1:11, 5].sum()]
     torch.testing.assert_close(got[:2], torch.stack(runs).log())
     assert got[2] == 0.0
+
+
+def test_the_word_scorer_aligns_the_words_inside_each_rows_window_and_attends_only_there():
+    from textdiff.guidance import DenoiserWordScorer
+
+    torch.manual_seed(0)
+    model = textdiff.TextDiffusionModel(tiny_config(prediction_type="logits")).eval()
+    mask = torch.arange(12)[None] < torch.tensor([[6], [12]])  # row 0: [START] + 4 words + [END]; row 1: all
+    x, t = torch.randn(2, 12, 16), torch.full((2,), 40)
+    with torch.no_grad():
+        got = DenoiserWordScorer(model, mask).log_prob(x, t, torch.tensor([[7, 9], [7, 9]]))
+        p = model(x, t, attention_mask=mask).logits.float().softmax(-1)  # the windows the decoder sees
+    runs = [sum(p[0, a, 7] * p[0, a + 1, 9] for a in range(1, 4)), sum(p[1, a, 7] * p[1, a + 1, 9] for a in range(1, 10))]
+    torch.testing.assert_close(got, torch.stack(runs).log())
+
+
+def test_generate_gives_the_word_scorer_the_length_priors_windows(monkeypatch):
+    from textdiff.guidance import DenoiserWordScorer, Mentions, word_guidance
+
+    masks = []
+
+    class Recording(DenoiserWordScorer):
+        def __init__(self, model, attention_mask=None):
+            super().__init__(model, attention_mask)
+            masks.append(attention_mask)
+
+    monkeypatch.setitem(word_guidance.MODEL_SCORERS, "mentions", Recording)
+    prior = [0.0] * 5 + [0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]  # windows of 5 or 8 positions
+    model = textdiff.TextDiffusionModel(tiny_config(prediction_type="logits", length_prior=prior)).eval()
+    model.generate(num_return_sequences=8, num_inference_steps=3, seed=0, controls=[Mentions([7, 9])])
+    windows = masks[-1].sum(-1)
+    assert masks[-1].shape == (8, 12) and set(windows.tolist()) <= {5, 8} and len(set(windows.tolist())) == 2
 
 
 def test_mentions_guidance_raises_the_score_and_leaves_the_model_alone():

@@ -391,6 +391,9 @@ def plan_decoding(
         known = None  # nothing is known (e.g. batch 1 of a length prior): no step processor for it
     if attention_mask is not None:
         attention_mask = attention_mask.to(device)
+        if guidance is not None:  # the denoiser's own word scores (Mentions) see each row's window, as decoding does
+            for task in guidance.classifiers.keys() & MODEL_SCORERS.keys():
+                guidance.classifiers[task] = MODEL_SCORERS[task](model, attention_mask)
     if settings.x0_temperature != 1.0 and config.prediction_type != "logits":
         raise ValueError(
             "x0_temperature needs a model that classifies the clean word (prediction_type='logits'); this one "
