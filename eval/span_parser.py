@@ -5,7 +5,10 @@ write syntax-tree control targets with it.
     python eval/span_parser.py --tree-targets data/control_targets/target_tree.json   # 200 E2E test sentences
     python eval/span_parser.py --agreement data/control_targets/target_spans.json     # the oracle on the targets
 
-The code is textdiff/evaluation/span_parser.py; the control evaluation builds the oracle on first use.
+Training writes a new oracle (default: the cache), never the bundled one (data/span_oracle) that every score uses;
+`--tree-targets` and `--agreement` use the oracle in `--output` if given, else the one every score uses. To score with
+a new oracle, point $TEXTDIFF_SPAN_ORACLE at it; to make it the bundled one, copy its three files into
+data/span_oracle and remake the tree targets with it. The code is textdiff/evaluation/span_parser.py.
 """
 
 import argparse
@@ -15,7 +18,14 @@ from pathlib import Path
 
 from textdiff.data import load_corpus
 from textdiff.evaluation.controls import read_control_targets
-from textdiff.evaluation.span_parser import SpanOracle, span_oracle_dir, target_agreement, train, tree_targets
+from textdiff.evaluation.span_parser import (
+    SpanOracle,
+    span_oracle_cache_dir,
+    span_oracle_dir,
+    target_agreement,
+    train,
+    tree_targets,
+)
 from textdiff.resources import bundled
 from textdiff.utils import write_text_atomic
 
@@ -35,6 +45,7 @@ def main() -> None:
         parser.error("nothing to do: give --gum DIR (train the oracle), --tree-targets FILE or --agreement FILE")
     directory = args.output or span_oracle_dir()
     if args.gum is not None:
+        directory = args.output or span_oracle_cache_dir()
         print(json.dumps(train(args.gum, directory, args.epochs), indent=2))
     if args.tree_targets is not None:
         texts = load_corpus(str(bundled("data/e2e")), "test")["text"]

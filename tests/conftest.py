@@ -23,11 +23,13 @@ GUM = Path(os.environ.get("TEXTDIFF_GUM", REPO.parent / "shared" / "data" / "gum
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory) -> Path:
-    """TEXTDIFF_CACHE for this session (subprocesses inherit it); TEXTDIFF_GUM pointed at nothing."""
+    """TEXTDIFF_CACHE and TEXTDIFF_SPAN_ORACLE in this session's folder (subprocesses inherit them); TEXTDIFF_GUM
+    pointed at nothing."""
     cache = tmp_path_factory.mktemp("textdiff-cache")
-    saved = {key: os.environ.get(key) for key in ("TEXTDIFF_CACHE", "TEXTDIFF_GUM")}
+    saved = {key: os.environ.get(key) for key in ("TEXTDIFF_CACHE", "TEXTDIFF_GUM", "TEXTDIFF_SPAN_ORACLE")}
     os.environ["TEXTDIFF_CACHE"] = str(cache)
     os.environ["TEXTDIFF_GUM"] = str(cache / "no-gum-in-tests")
+    os.environ["TEXTDIFF_SPAN_ORACLE"] = str(cache / "span_oracle")  # the fixture's, not the bundled one
     yield cache
     for key, value in saved.items():
         if value is None:

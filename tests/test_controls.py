@@ -197,6 +197,24 @@ def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfe
         parse_target({"words_": ["START", "A", "pub", "\n", "END"], "tree": "(ROOT (NP (DT The) (NN pub)))"})
 
 
+def test_the_bundled_span_oracle_made_the_bundled_tree_targets():
+    """Targets and oracle travel together: the bundled oracle's weights are the ones its README names, and its parse
+    of every tree target's own sentence is that target's tree (an oracle retrained on another machine: F1 0.83)."""
+    import hashlib
+
+    from textdiff.evaluation.controls import read_control_targets
+    from textdiff.evaluation.span_parser import SpanOracle
+    from textdiff.resources import bundled
+
+    directory = bundled("data/span_oracle")
+    digest = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+    assert digest in (directory / "README.md").read_text(encoding="utf-8")
+    oracle = SpanOracle(directory)
+    targets = read_control_targets(bundled("data/control_targets/target_tree.json"))
+    assert len(targets) == 200
+    assert all(oracle.parse(t.words) == set(t.spans) for t in targets)
+
+
 def test_the_independent_tagger_learns_from_other_data_and_tags_in_the_same_tagset(independent_tagger):
     """The second POS oracle: NLTK's perceptron trained on GUM + UD English-EWT dev (not the WSJ text of the
     project's oracle, which labels the classifier's data), scored on EWT test, tagging into the 12 universal tags."""

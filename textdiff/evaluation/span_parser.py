@@ -8,6 +8,10 @@ normalised as in evalb-style scoring: function tags stripped (NP-SBJ → NP), un
 label, preterminals and the root dropped.
 
     python eval/span_parser.py --gum ../shared/data/gum_const   # train into ~/.cache/textdiff/span_oracle, held-out F1
+
+The oracle every score uses ships with textdiff (data/span_oracle): its training is not bit-identical across
+machines, and the syntax-tree targets are its own parses, so the targets and the oracle that scores them travel
+together. A newly trained one is used where $TEXTDIFF_SPAN_ORACLE points.
 """
 
 from __future__ import annotations
@@ -22,12 +26,23 @@ import torch
 from torch import nn
 
 from textdiff.evaluation.trees import bracket, read_ptb, tree_spans
+from textdiff.resources import bundled
 
 
-# The trained oracle is a cache, not part of the repository: built from GUM on first use (≈ 3 min on one core).
 def span_oracle_dir() -> Path:
-    """Where the trained oracle is cached: $TEXTDIFF_CACHE/span_oracle (read now, so a test or a job can point
-    every use, subprocesses included, at its own oracle), else ~/.cache/textdiff/span_oracle."""
+    """The oracle that scores syntax controls: $TEXTDIFF_SPAN_ORACLE if set (read now, so a test or a job can point
+    every use, subprocesses included, at its own oracle); else the bundled one (data/span_oracle, the oracle that
+    made data/control_targets/target_tree.json); else the cache's, trained from GUM on first use (≈ 3 min)."""
+    if os.environ.get("TEXTDIFF_SPAN_ORACLE"):
+        return Path(os.environ["TEXTDIFF_SPAN_ORACLE"])
+    try:
+        return bundled("data/span_oracle")
+    except FileNotFoundError:
+        return span_oracle_cache_dir()
+
+
+def span_oracle_cache_dir() -> Path:
+    """Where a newly trained oracle goes by default: $TEXTDIFF_CACHE/span_oracle, else ~/.cache/textdiff/span_oracle."""
     return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / "span_oracle"
 
 
