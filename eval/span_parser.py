@@ -43,9 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.gum is None and args.tree_targets is None and args.agreement is None:
         parser.error("nothing to do: give --gum DIR (train the oracle), --tree-targets FILE or --agreement FILE")
-    directory = args.output or span_oracle_dir()
+    # Training writes a new oracle (the cache by default); the other actions read the one every score uses.
+    directory = args.output or (span_oracle_cache_dir() if args.gum is not None else span_oracle_dir())
     if args.gum is not None:
-        directory = args.output or span_oracle_cache_dir()
         print(json.dumps(train(args.gum, directory, args.epochs), indent=2))
     if args.tree_targets is not None:
         texts = load_corpus(str(bundled("data/e2e")), "test")["text"]
