@@ -12,7 +12,7 @@ from tests.conftest import tiny_config
 from textdiff import TextDiffusionModel
 from textdiff.data import BatchOrder, LengthBucketedOrder, length_prior
 from textdiff.evaluation.likelihood import sequence_bound
-from textdiff.guidance import Length, PartsOfSpeech, Spans
+from textdiff.guidance import Length, Mentions, PartsOfSpeech, Spans
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -78,6 +78,25 @@ def test_generation_draws_each_rows_window_from_the_prior_and_pads_after_it():
     # Exact windows from the controls: Length(n) and PartsOfSpeech(tags) need n + 2 positions.
     ids = model.generate(num_return_sequences=2, num_inference_steps=5, seed=0, controls=[Length(5)])
     assert ids.shape[1] == 12 and (ids[:, 6] == EOS).all() and (ids[:, 7:] == PAD).all()
+
+
+def test_a_controls_needed_words_are_never_ended_early():
+    """A span over words 2 … 4 needs five words, a mention of three words three: rounding writes only words (never
+    START / END / PAD / UNK) before the earliest END the row's controls allow, whatever the window and the model."""
+    from textdiff.generation import _needed_words
+
+    needed = _needed_words([[Spans([(2, 4, "PP")])], [Length(2)], [], [Mentions([10, 11, 12])]], 12)
+    assert needed[0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5]
+    assert needed[1].nonzero().flatten().tolist() == [1, 2] and not needed[2].any()
+    assert needed[3].nonzero().flatten().tolist() == [1, 2, 3]
+    assert _needed_words([[], []], 12) is None
+    model = prior_model({4: 0.9, 9: 0.1})  # mostly windows too short for the mention
+    with torch.no_grad():  # an untrained model: make START, then END and PAD the likeliest words everywhere
+        model.output_logits.bias.zero_()
+        model.output_logits.bias[[BOS, EOS, PAD]] = torch.tensor([30.0, 20.0, 20.0])
+    ids = model.generate(num_return_sequences=8, num_inference_steps=5, seed=0, controls=[Mentions([10, 11, 12])])
+    assert (ids[:, 0] == BOS).all() and not torch.isin(ids[:, 1:4], torch.tensor([PAD, BOS, EOS])).any()
+    assert (ids[:, 4] == BOS).all()  # past what the mention needs, the likeliest word is written again
 
 
 def test_bound_of_a_prior_model_adds_the_window_and_ignores_the_padding():

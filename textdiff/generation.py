@@ -479,7 +479,7 @@ def _plan_controls(
                 "in the infilling request instead."
             )
         length_known = _length_positions(guided, length, config)
-        words_only = ~length_known[0] & length_known[0].any(-1, keepdim=True)
+    words_only = _needed_words(rows, length)
     guidance = None
     if tasks:
         guidance = ClassifierGuidance.from_controls(
@@ -575,6 +575,17 @@ def _rows_of_controls(controls: list, batch: int) -> list[list[Control]]:
         "controls must be a list of textdiff.guidance controls (FieldValue, PartsOfSpeech, Spans, Length), or one "
         "such list per returned sequence."
     )
+
+
+def _needed_words(rows: list[list[Control]], length: int) -> torch.Tensor | None:
+    """(B, L) bool: the positions 1 … ℓ − 2 before the [END] a row's controls need at the earliest (ℓ from
+    `Control.window`: a `Length`'s words, a span's last word, a mention's words), where rounding may write only
+    words: an [END] there would end the text before its controls can be met. None if no row needs a word."""
+    need = torch.tensor([max([c.window()[0] for c in row] + [2]) for row in rows])  # (B,)
+    if int(need.max()) <= 2:
+        return None
+    position = torch.arange(length)[None]  # (1, L)
+    return (position >= 1) & (position <= need[:, None] - 2)
 
 
 def _length_positions(rows: list[list[Control]], length: int, config) -> tuple[torch.Tensor, torch.Tensor]:
