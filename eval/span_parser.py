@@ -4,9 +4,11 @@ write syntax-tree control targets with it.
     python eval/span_parser.py --gum ../shared/data/gum_const      # into $TEXTDIFF_CACHE/span_oracle
     python eval/span_parser.py --tree-targets data/control_targets/target_tree.json   # 200 E2E test sentences
     python eval/span_parser.py --agreement data/control_targets/target_spans.json     # the oracle on the targets
+    python eval/span_parser.py --remade-spans data/control_targets/target_spans_remade.json   # its own span targets
+    python eval/span_parser.py --independent    # train the second oracle (the cache's span_independent), held-out F1
 
 Training writes a new oracle (default: the cache), never the bundled one (data/span_oracle) that every score uses;
-`--tree-targets` and `--agreement` use the oracle in `--output` if given, else the one every score uses. To score with
+`--tree-targets`, `--remade-spans` and `--agreement` use the oracle in `--output` if given, else the one every score uses. To score with
 a new oracle, point $TEXTDIFF_SPAN_ORACLE at it; to make it the bundled one, copy its three files into
 data/span_oracle and remake the tree targets with it. The code is textdiff/evaluation/span_parser.py.
 """
@@ -20,6 +22,9 @@ from textdiff.data import load_corpus
 from textdiff.evaluation.controls import read_control_targets
 from textdiff.evaluation.span_parser import (
     SpanOracle,
+    independent_span_oracle,
+    independent_span_oracle_dir,
+    remade_span_targets,
     span_oracle_cache_dir,
     span_oracle_dir,
     target_agreement,
@@ -33,16 +38,37 @@ from textdiff.utils import write_text_atomic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gum", type=Path, default=None, help="folder of GUM .ptb files: train the oracle")
-    parser.add_argument("--output", type=Path, default=None, help="the oracle's folder (default: $TEXTDIFF_CACHE/span_oracle)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="the oracle's folder (default: $TEXTDIFF_CACHE/span_oracle)"
+    )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--tree-targets", type=Path, default=None, help="write tree targets (JSON lines) to this file")
     parser.add_argument("--num-trees", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--agreement", type=Path, default=None, help="a span target file: how many of its spans "
-                        "the oracle finds in the targets' own sentences, by label")
+    parser.add_argument(
+        "--agreement",
+        type=Path,
+        default=None,
+        help="a span target file: how many of its spans the oracle finds in the targets' own sentences, by label",
+    )
+    parser.add_argument(
+        "--remade-spans",
+        type=Path,
+        default=None,
+        help="write Diffusion-LM's span targets redrawn from the oracle's parses of the same sentences to this file",
+    )
+    parser.add_argument(
+        "--independent",
+        action="store_true",
+        help="train the second, independent oracle from "
+        "GUM's gold tags (read with the independent tagger) and print its held-out F1",
+    )
     args = parser.parse_args()
-    if args.gum is None and args.tree_targets is None and args.agreement is None:
-        parser.error("nothing to do: give --gum DIR (train the oracle), --tree-targets FILE or --agreement FILE")
+    if not (args.gum or args.tree_targets or args.agreement or args.remade_spans or args.independent):
+        parser.error(
+            "nothing to do: give --gum DIR (train the oracle), --independent, --tree-targets FILE, "
+            "--remade-spans FILE or --agreement FILE"
+        )
     # Training writes a new oracle (the cache by default); the other actions read the one every score uses.
     directory = args.output or (span_oracle_cache_dir() if args.gum is not None else span_oracle_dir())
     if args.gum is not None:
@@ -53,8 +79,40 @@ def main() -> None:
         write_text_atomic(args.tree_targets, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         weights = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
         heldout = json.loads((directory / "heldout.json").read_text())
-        print(json.dumps({"targets": str(args.tree_targets), "trees": len(records), "seed": args.seed,
-                          "oracle_sha256": weights, "oracle_heldout": heldout}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "targets": str(args.tree_targets),
+                    "trees": len(records),
+                    "seed": args.seed,
+                    "oracle_sha256": weights,
+                    "oracle_heldout": heldout,
+                },
+                indent=2,
+            )
+        )
+    if args.independent:
+        independent_span_oracle()
+        print((independent_span_oracle_dir() / "heldout.json").read_text())
+    if args.remade_spans is not None:
+        paper = read_control_targets(bundled("data/control_targets/target_spans.json"))
+        records = remade_span_targets(SpanOracle(directory), paper)
+        write_text_atomic(args.remade_spans, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        kept = sum(
+            r["spans"] == [[a, b, label.split("::")[0]] for a, b, label in t.spans] for r, t in zip(records, paper)
+        )
+        weights = hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+        print(
+            json.dumps(
+                {
+                    "targets": str(args.remade_spans),
+                    "spans": len(records),
+                    "kept_from_the_paper": kept,
+                    "oracle_sha256": weights,
+                },
+                indent=2,
+            )
+        )
     if args.agreement is not None:
         counts = target_agreement(SpanOracle(directory), read_control_targets(args.agreement))
         for label, count in sorted(counts.items(), key=lambda item: -item[1]["total"]):

@@ -64,6 +64,17 @@ def span_oracle(isolated_cache) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def independent_span_oracle(independent_tagger) -> Path:
+    """A fixture-size second span oracle (12 GUM documents with their gold tags, 2 epochs, read with the fixture's
+    independent tagger: ≈ 20 s) where `independent_span_oracle()` finds it; its folder."""
+    from textdiff.evaluation.span_parser import independent_span_oracle_dir, train
+
+    directory = independent_span_oracle_dir()
+    train(GUM, directory, epochs=2, seed=1, max_files=12, tags="gold")
+    return directory
+
+
 def e2e_texts(split: str = "train", limit: int | None = None) -> list[str]:
     with gzip.open(E2E / f"{split}.jsonl.gz", "rt", encoding="utf-8") as handle:
         rows = [json.loads(line)["text"] for _, line in zip(range(limit or 10**9), handle)]

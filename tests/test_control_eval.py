@@ -19,7 +19,8 @@ TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
         ("target_attribute.json", "semantic", [FieldValue]),
         ("target_pos.json", "pos", [PartsOfSpeech]),
         ("target_spans.json", "spans", [Spans]),
-        ("target_tree.json", "tree", [Spans]),
+        ("target_spans_remade.json", "spans-remade", [Spans]),
+        ("target_tree.json", "tree", [Spans, Length]),
         ("target_compose_pos_attr.json", "compose", [PartsOfSpeech, FieldValue]),
     ],
 )

@@ -17,6 +17,7 @@ TARGETS = Path(__file__).resolve().parents[1] / "data" / "control_targets"
     [
         ("target_pos.json", 200, "pos"),
         ("target_spans.json", 200, "spans"),
+        ("target_spans_remade.json", 200, "spans"),
         ("target_attribute.json", 79, "attribute"),
         ("target_compose_pos_attr.json", 200, "attribute"),
     ],
@@ -121,7 +122,10 @@ def test_tree_spans_normalise_function_tags_and_unary_chains():
 def test_bracket_writes_back_what_tree_spans_reads_and_refuses_non_trees():
     from textdiff.evaluation.trees import bracket, tree_spans
 
-    words, tags = "The Eagle , a pub , is near the river .".split(), ["DT", "NNP", ",", "DT", "NN", ",", "VBZ", "IN", "DT", "NN", "."]
+    words, tags = (
+        "The Eagle , a pub , is near the river .".split(),
+        ["DT", "NNP", ",", "DT", "NN", ",", "VBZ", "IN", "DT", "NN", "."],
+    )
     spans = {(0, 11, "S"), (0, 6, "NP"), (0, 2, "NP"), (3, 5, "NP"), (6, 10, "VP"), (7, 10, "PP"), (8, 10, "NP")}
     assert tree_spans(bracket(words, tags, spans)) == (words, tags, spans)
     assert tree_spans(bracket(words, tags, {(3, 5, "NP")})) == (words, tags, {(3, 5, "NP")})  # no root label
@@ -164,14 +168,16 @@ def test_span_oracle_and_span_control_metric(span_oracle):
     assert json.loads((span_oracle / "heldout.json").read_text())["labelled_span_f1"] > 0.4
 
 
-def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfectly(span_oracle):
+def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfectly(
+    span_oracle, independent_span_oracle
+):
     """Tree targets as Diffusion-LM made them (the oracle's full parse of held-out sentences): read back as one
     span per constituent, a text with the target's own words scores F1 1.0, a shuffled one less; bad asks are
     clear errors."""
     from textdiff.evaluation.control_eval import controls_for, success
     from textdiff.evaluation.controls import parse_target
     from textdiff.evaluation.span_parser import SpanOracle, target_agreement, tree_f1, tree_targets
-    from textdiff.guidance import Spans
+    from textdiff.guidance import Length, Spans
 
     texts = ["The Eagle is a cheap pub near the river .", "Zizzi serves Italian food in the city centre .", "x " * 50]
     oracle = SpanOracle()
@@ -181,16 +187,20 @@ def test_tree_targets_are_the_oracles_parses_and_score_their_own_sentences_perfe
     for record, target in zip(records, targets):
         assert record["words_"][0] == "START" and record["words_"][-2:] == ["\n", "END"]
         assert set(target.spans) == oracle.parse(target.words) and target.length == len(target.words)
-        assert [type(c) for c in controls_for(target, "tree")] == [Spans]
+        assert controls_for(target, "tree") == [Spans(target.spans), Length(len(target.words))]
     own = [" ".join(t.words) for t in targets]
-    assert success("tree", own, targets) == {"tree": 1.0}
+    scores = success("tree", own, targets)
+    assert scores["tree"] == 1.0 and 0.0 < scores["tree (independent)"] <= 1.0  # the second oracle has other habits
     shuffled = [" ".join(reversed(t.words)) for t in targets]
-    assert success("tree", shuffled, targets)["tree"] < 1.0
+    assert success("tree", shuffled, targets, independent=False)["tree"] < 1.0
     assert tree_f1({(0, 1, "NP")}, {(0, 1, "NP"), (0, 3, "S")}) == pytest.approx(2 / 3) and tree_f1(set(), set()) == 1.0
     agreement = target_agreement(oracle, targets)  # the oracle agrees with its own trees, label by label
     assert agreement["all"]["found"] == agreement["all"]["total"] == sum(len(t.spans) for t in targets)
     wrong = [ControlTarget(words=targets[0].words, spans=[(0, len(targets[0].words) - 1, "S::NP"), (0, 0, "QP")])]
-    assert target_agreement(oracle, wrong)["QP"] == {"found": 0, "total": 1} and target_agreement(oracle, wrong)["all"]["total"] == 2
+    assert (
+        target_agreement(oracle, wrong)["QP"] == {"found": 0, "total": 1}
+        and target_agreement(oracle, wrong)["all"]["total"] == 2
+    )
     with pytest.raises(ValueError, match="Only 2 texts"):
         tree_targets(oracle, texts, num=3)
     with pytest.raises(ValueError, match="sentence is"):
@@ -203,7 +213,7 @@ def test_the_bundled_span_oracle_made_the_bundled_tree_targets():
     import hashlib
 
     from textdiff.evaluation.controls import read_control_targets
-    from textdiff.evaluation.span_parser import SpanOracle
+    from textdiff.evaluation.span_parser import SpanOracle, remade_span_targets, target_agreement
     from textdiff.resources import bundled
 
     directory = bundled("data/span_oracle")
@@ -213,6 +223,12 @@ def test_the_bundled_span_oracle_made_the_bundled_tree_targets():
     targets = read_control_targets(bundled("data/control_targets/target_tree.json"))
     assert len(targets) == 200
     assert all(oracle.parse(t.words) == set(t.spans) for t in targets)
+    # The span targets redrawn from the paper's file are this oracle's too, and are what remaking them gives.
+    paper = read_control_targets(bundled("data/control_targets/target_spans.json"))
+    remade_file = bundled("data/control_targets/target_spans_remade.json")
+    records = [json.loads(line) for line in remade_file.read_text(encoding="utf-8").splitlines()]
+    assert records == remade_span_targets(oracle, paper)
+    assert target_agreement(oracle, read_control_targets(remade_file))["all"] == {"found": 200, "total": 200}
 
 
 def test_the_independent_tagger_learns_from_other_data_and_tags_in_the_same_tagset(independent_tagger):
@@ -226,3 +242,52 @@ def test_the_independent_tagger_learns_from_other_data_and_tags_in_the_same_tags
     assert independent_pos_oracle().tag("The pub is near the river .".split()) == [
         "DET", "NOUN", "VERB", "ADP", "DET", "NOUN", ".",
     ]  # fmt: skip
+
+
+def test_remade_span_targets_keep_the_spans_the_oracle_finds_and_redraw_the_rest_from_its_parse(span_oracle):
+    from textdiff.evaluation.span_parser import SpanOracle, remade_span_targets, target_agreement
+
+    oracle = SpanOracle()
+    words = "The Eagle is a cheap pub near the river .".split()
+    parse = oracle.parse(words)
+    kept = min(parse)
+    missing = (0, 1, "QP")  # not in any parse the fixture oracle gives: redrawn from the parse
+    assert missing not in parse
+    targets = [ControlTarget(words=words, spans=[kept]), ControlTarget(words=words, spans=[missing])]
+    records = remade_span_targets(oracle, targets)
+    assert records[0] == {"words_": ["START", *words, "\n", "END"], "spans": [list(kept)]}
+    redrawn = tuple(records[1]["spans"][0])
+    assert redrawn in parse and redrawn[0] <= 1 and redrawn[1] >= 0  # overlaps the span it replaces
+    again = [parse_target(record) for record in records]
+    assert target_agreement(oracle, again)["all"] == {"found": 2, "total": 2}
+    with pytest.raises(ValueError, match="at least one span"):
+        remade_span_targets(oracle, [ControlTarget(words=words, spans=[])])
+
+
+def test_the_independent_span_oracle_reads_the_independent_taggers_tags_and_scores_the_span_metrics(
+    span_oracle, independent_span_oracle
+):
+    """The second syntax oracle learned from GUM's gold tags and reads the independent tagger's (not the bundled
+    NLTK tagger's, whose tags the first oracle read when it labelled the span classifier's data); the span metrics
+    score with either, and refuse any other."""
+    from textdiff.evaluation.oracles import independent_pos_oracle
+    from textdiff.evaluation.span_parser import SpanOracle
+    from textdiff.evaluation.span_parser import independent_span_oracle as second
+
+    report = json.loads((independent_span_oracle / "heldout.json").read_text())
+    assert "gold" in report["tags"] and report["labelled_span_f1"] > 0.4
+    assert json.loads((independent_span_oracle / "vocab.json").read_text())["tagger"] == "independent"
+    words = "The Eagle is a cheap pub near the river .".split()
+    oracle = second()
+    assert oracle.tagger.ptb_tags(words) == independent_pos_oracle().ptb_tags(words)
+    assert SpanOracle().tagger.ptb_tags(words) == PosOracle().ptb_tags(words)
+    parse = sorted(oracle.parse(words))
+    references = [[{"start": i, "end": j, "label": label} for i, j, label in parse]]
+    metric = load_metric("control_spans")
+    assert metric.compute(predictions=[" ".join(words)], references=references, oracle="independent") == {
+        "span_accuracy": 1.0
+    }
+    tree = load_metric("control_tree")
+    assert tree.compute(predictions=[" ".join(words)], references=references, oracle="independent")["tree_f1"] == 1.0
+    with pytest.raises(ValueError, match="oracle must be"):
+        metric.compute(predictions=[" ".join(words)], references=references, oracle="other")

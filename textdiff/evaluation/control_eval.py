@@ -7,7 +7,9 @@ guided decoding and for the unguided model, with the cost of guidance.
 Suites (`SUITES`), by target file: `target_attribute.json` → semantic content (`FieldValue`),
 `target_pos.json` → parts of speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`),
 `target_compose_pos_attr.json` → both POS and semantic content at once, `target_tree.json` (textdiff's: full
-parses of E2E test sentences by the span oracle) → syntax trees (`Spans` over every constituent); `length` (no file) → `Length` targets
+parses of E2E test sentences by the span oracle) → syntax trees (`Spans` over every constituent, `Length` of the
+tree's words), `target_spans_remade.json` (textdiff's: the span targets redrawn from the span oracle's parses of the
+same sentences, `span_parser.remade_span_targets`) → syntax spans; `length` (no file) → `Length` targets
 taken from the word counts of the POS targets' sentences. Success is measured with the oracles of
 `textdiff.evaluation.oracles` and `.span_parser` through the `evaluate` modules in textdiff/evaluation/metrics;
 the lm-score is the teacher's perplexity of the samples. The unguided row decodes the same number of texts with
@@ -51,6 +53,13 @@ def _spans_control(target: ControlTarget, span_labels: list[str] | None) -> list
     return [Spans(spans)] if spans else []
 
 
+def _tree_control(target: ControlTarget, span_labels: list[str] | None) -> list:
+    """A tree fixes its sentence's length (its leaves), so the tree is asked for as every constituent (`Spans`) of a
+    sentence of exactly that many words (`Length`): the whole-sentence span alone leaves the length to the
+    classifier's gradient, and every constituent of a sentence of another length is misplaced."""
+    return [*_spans_control(target, span_labels), Length(target.length)]
+
+
 def _span_references(target: ControlTarget) -> list[dict]:
     """A target's spans as the span metrics (control_spans, control_tree) take them."""
     return [{"start": a, "end": b, "label": label} for a, b, label in target.spans]
@@ -81,14 +90,16 @@ PARTS = {
         "span_accuracy",
         _span_references,
         lambda t: " ".join(f"{label}[{a},{b}]" for a, b, label in t.spans),
+        independent={"oracle": "independent"},
     ),
-    "tree": ControlPart(  # the span classifier over every constituent of the target tree
+    "tree": ControlPart(  # the span classifier over every constituent of the target tree, at the tree's length
         "spans",
-        _spans_control,
+        _tree_control,
         "control_tree",
         "tree_f1",
         _span_references,
         lambda t: f"the parse of {' '.join(t.words)!r}" if t.words else f"{len(t.spans)} constituents",
+        independent={"oracle": "independent"},
     ),
     "length": ControlPart(
         None,
@@ -131,6 +142,7 @@ SUITES = {
         ControlSuite("semantic", "target_attribute.json", ("semantic",), 1e-3, (81.2, 2.55)),
         ControlSuite("pos", "target_pos.json", ("pos",), 0.1, (90.0, 5.16)),
         ControlSuite("spans", "target_spans.json", ("spans",), 1e-4, (93.8, 2.53)),
+        ControlSuite("spans-remade", "target_spans_remade.json", ("spans",), 1e-4, (93.8, 2.53)),
         ControlSuite("tree", "target_tree.json", ("tree",), 1e-4, (86.0, 3.71)),
         ControlSuite("compose", "target_compose_pos_attr.json", ("pos", "semantic"), 0.01),
         ControlSuite("length", "length", ("length",), 0.0, (99.9, 2.16)),

@@ -11,6 +11,8 @@ _KWARGS = """
 Args:
     predictions: list of generated texts (whitespace-tokenised).
     references: list of target span lists, each span [start, end, label] with word indices and an inclusive end.
+    oracle: "project" (default): the span oracle that scores syntax controls (and parsed the span classifier's
+        data); "independent": the second one, which parsed none of it (span_parser.independent_span_oracle).
 Returns:
     {"span_accuracy": found target spans / all target spans}
 """
@@ -25,10 +27,10 @@ class ControlSpans(evaluate.Metric):
             features=span_metric_features(),
         )
 
-    def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
-        from textdiff.evaluation.span_parser import SpanOracle, top_label
+    def _compute(self, predictions: list[str], references: list, oracle: str = "project") -> dict[str, float]:
+        from textdiff.evaluation.span_parser import span_oracle_named, top_label
 
-        oracle = SpanOracle()
+        oracle = span_oracle_named(oracle, "control_spans")
         found = total = 0
         for text, spans in zip(predictions, references):
             parse = oracle.parse(text.split())

@@ -11,6 +11,8 @@ Args:
     predictions: list of generated texts (whitespace-tokenised).
     references: list of target trees, each the list of its constituents [start, end, label] (word indices, inclusive
         end; unary chains by their top label).
+    oracle: "project" (default): the span oracle that scores syntax controls (and parsed the span classifier's
+        data); "independent": the second one, which parsed none of it (span_parser.independent_span_oracle).
 Returns:
     {"tree_f1": mean over texts of the labelled F1 of the oracle parse against the target constituents}
 """
@@ -25,9 +27,9 @@ class ControlTree(evaluate.Metric):
             features=span_metric_features(),
         )
 
-    def _compute(self, predictions: list[str], references: list) -> dict[str, float]:
-        from textdiff.evaluation.span_parser import SpanOracle, span_set, tree_f1
+    def _compute(self, predictions: list[str], references: list, oracle: str = "project") -> dict[str, float]:
+        from textdiff.evaluation.span_parser import span_oracle_named, span_set, tree_f1
 
-        oracle = SpanOracle()
+        oracle = span_oracle_named(oracle, "control_tree")
         scores = [tree_f1(span_set(tree), oracle.parse(text.split())) for text, tree in zip(predictions, references)]
         return {"tree_f1": sum(scores) / len(scores) if scores else 0.0}
