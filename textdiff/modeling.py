@@ -162,7 +162,7 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
 
     def round(self, x: torch.Tensor) -> torch.Tensor:
         """Rounding: each latent to its nearest word, (B, L, d) -> (B, L) ids."""
-        return self.word_scores(x).argmax(-1)
+        return self.word_scores(x).max(-1).indices  # argmax, faster on CPU (textdiff/processors.py)
 
     def clamp(self, x: torch.Tensor) -> torch.Tensor:
         """The clamping trick: replace each latent by its nearest embedding, (B, L, d) -> (B, L, d)."""

@@ -199,6 +199,8 @@ def accuracy(classifier, model, ids, targets, timestep: int, schedule: NoiseSche
 def main(argv: list[str] | None = None, prog: str | None = None) -> Path:
     args = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # before the process group: data and labels
+    if args.threads:  # the oracles label the data before the process group sets the threads again
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     output = Path(args.output) if args.output else classifier_path(args.model, args.task)
