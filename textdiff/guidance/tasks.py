@@ -118,8 +118,10 @@ class SpansTask(LabelledTask):
     def logits(self, head, hidden, spans):
         if spans is None:
             raise ValueError("A 'spans' classifier needs the spans to label: a (B, S, 2) tensor of positions.")
-        index = spans.clamp(min=0)[..., None].expand(-1, -1, -1, hidden.shape[-1])  # (B, S, 2, H)
-        ends = hidden[:, None].expand(-1, spans.shape[1], -1, -1).gather(2, index)  # (B, S, 2, H)
+        # Indexing, not a gather from hidden expanded to (B, S, L, H): its backward filled that whole tensor (one
+        # thread, B = 100, S = 17, L = 40, H = 64: 4.4 ms per forward and backward, against 0.75 ms).
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None, None]  # (B, 1, 1)
+        ends = hidden[rows, spans.clamp(min=0)]  # (B, S, 2, H)
         start, end = ends[:, :, 0], ends[:, :, 1]
         return head(torch.cat([start, end, start * end], dim=-1))  # (B, S, C)
 
