@@ -7,6 +7,7 @@ checkout has them at its top level. `bundled` finds a file in either, so the sam
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -27,6 +28,12 @@ def bundled(relative: str | Path) -> Path:
         f"textdiff's bundled file {relative} is missing (looked in {', '.join(map(str, _ROOTS))}); reinstall "
         "textdiff with `pip install .` from a complete checkout."
     )
+
+
+def cache_dir(name: str) -> Path:
+    """A folder for what textdiff trains on first use (oracles): $TEXTDIFF_CACHE/name, else ~/.cache/textdiff/name.
+    The variable is read at each call, so a test or a job can point every use, subprocesses included, elsewhere."""
+    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / name
 
 
 def bundled_config(name: str) -> Path:

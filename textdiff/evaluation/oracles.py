@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 
 from textdiff.guidance.controls import UPOS_TO_UNIVERSAL
-from textdiff.resources import bundled
+from textdiff.resources import bundled, cache_dir
 
 POS_DATA = bundled("data/pos_oracle")
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -108,7 +108,7 @@ def read_conllu_ptb(path: str | Path) -> list[list[tuple[str, str]]]:
 
 def independent_pos_dir() -> Path:
     """Where the independent tagger is cached: $TEXTDIFF_CACHE/pos_independent (~/.cache/textdiff by default)."""
-    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / "pos_independent"
+    return cache_dir("pos_independent")
 
 
 def train_independent_tagger(

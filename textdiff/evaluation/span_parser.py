@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from textdiff.evaluation.trees import bracket, read_ptb, tree_spans
-from textdiff.resources import bundled
+from textdiff.resources import bundled, cache_dir
 
 
 def span_oracle_dir() -> Path:
@@ -43,12 +43,12 @@ def span_oracle_dir() -> Path:
 
 def span_oracle_cache_dir() -> Path:
     """Where a newly trained oracle goes by default: $TEXTDIFF_CACHE/span_oracle, else ~/.cache/textdiff/span_oracle."""
-    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / "span_oracle"
+    return cache_dir("span_oracle")
 
 
 def independent_span_oracle_dir() -> Path:
     """Where the second, independent span oracle is cached: $TEXTDIFF_CACHE/span_independent."""
-    return Path(os.environ.get("TEXTDIFF_CACHE", Path.home() / ".cache" / "textdiff")) / "span_independent"
+    return cache_dir("span_independent")
 
 
 def independent_span_oracle() -> SpanOracle:
