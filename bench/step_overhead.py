@@ -9,7 +9,11 @@ forward is timed by hooks. Per step:
     overhead           = time per step − arithmetic           (Python, dispatch, small-kernel inefficiency)
     forward            = the denoiser's forward (hooks), the rest is the loop's own (sampler, processors, rounding)
 
-    python bench/step_overhead.py --model runs/e2e-tiny/model --steps 200 --decoders renoise:soft
+With --compile the decoding runs through compiled graphs (`torch_compile=True`; up to 16 steps the whole loop is one
+graph), the FLOPs are counted on the same decoding run eagerly, and the forward is not timed apart (a hook inside a
+compiled graph would split it).
+
+    python bench/step_overhead.py --model runs/e2e-tiny/model --steps 200 --decoders renoise:soft [--compile]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="decode through compiled graphs (torch_compile=True)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, _ = textdiff.load_pretrained(args.model)
@@ -53,21 +58,24 @@ def main() -> None:
 
     forward_seconds: list[float] = []
     started: list[float] = []
-    model.register_forward_pre_hook(lambda *_: started.append(time.perf_counter()))
-    model.register_forward_hook(lambda *_: forward_seconds.append(time.perf_counter() - started.pop()))
+    if not args.compile:
+        model.register_forward_pre_hook(lambda *_: started.append(time.perf_counter()))
+        model.register_forward_hook(lambda *_: forward_seconds.append(time.perf_counter() - started.pop()))
 
     for decoder in args.decoders:
 
-        def decode(decoder=decoder):
+        def decode(decoder=decoder, compiled=args.compile):
             settings = {name: value for name, value in decoder.settings().items() if value not in (1.0, False)}
             settings["clamp"] = decoder.clamp  # (the others only when set, so an older tree can run it too)
+            if compiled:
+                settings["torch_compile"] = True
             return model.generate(num_return_sequences=args.batch, num_inference_steps=args.steps, seed=args.seed,
                                   **settings)  # fmt: skip
 
         with torch.inference_mode():
             ids = decode()  # warm-up
             with FlopCounterMode(display=False) as counter:
-                decode()
+                decode(compiled=False)
             flops = counter.get_total_flops() / args.steps
             walls, forwards = [], []
             for _ in range(args.repeats):
@@ -78,9 +86,10 @@ def main() -> None:
                 forwards.append(sum(forward_seconds) / args.steps)
         per_step, forward = statistics.median(walls), statistics.median(forwards)
         arithmetic = flops / rate
+        parts = "" if args.compile else f" = forward {forward * 1e3:.3f} ms + loop {(per_step - forward) * 1e3:.3f} ms"
         print(
-            f"{decoder}: {ids.shape[1]} positions; per step {per_step * 1e3:.3f} ms = forward {forward * 1e3:.3f} ms "
-            f"+ loop {(per_step - forward) * 1e3:.3f} ms; {flops / 1e6:.1f} MFLOP per step = {arithmetic * 1e3:.3f} ms "
+            f"{decoder}{', compiled' if args.compile else ''}: {ids.shape[1]} positions; per step "
+            f"{per_step * 1e3:.3f} ms{parts}; {flops / 1e6:.1f} MFLOP per step = {arithmetic * 1e3:.3f} ms "
             f"at the matmul rate; overhead {(per_step - arithmetic) * 1e3:.3f} ms "
             f"({per_step / arithmetic:.1f}× the arithmetic)"
         )

@@ -151,3 +151,26 @@ def test_renoise_step_draws_from_the_forward_process_of_the_prediction_alone():
     assert a.std == pytest.approx((1 - a_s) ** 0.5)
     assert a.prev_sample.mean().item() == pytest.approx(a_s**0.5 * 0.5, abs=0.01)
     assert a.prev_sample.var().item() == pytest.approx(1 - a_s, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "renoise", "dpm-solver++"])
+def test_a_step_given_its_noise_is_the_step_that_draws_it(name):
+    # What the compiled loop relies on (textdiff/compilation.py): ε drawn first, in the steps' order, for the steps
+    # that `draws_noise`, gives every step exactly what drawing it inside the step would.
+    from textdiff.samplers import SAMPLERS
+
+    sampler = SAMPLERS[name](NoiseSchedule.from_name("sqrt", 100))
+    if name == "ddim":
+        sampler.eta = 1.0
+    sampler.set_timesteps(4)
+    x0, x = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    drawn, given = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    noises = iter([torch.randn(x.shape, generator=given) for t in sampler.timesteps.tolist() if sampler.draws_noise(t)])
+    a = b = x
+    for t in sampler.timesteps.tolist():  # one trajectory, then the other (DPM-Solver keeps the step before)
+        a = sampler.step(x0, t, a, generator=drawn).prev_sample
+    for t in sampler.timesteps.tolist():
+        b = sampler.step(x0, t, b, noise=next(noises) if sampler.draws_noise(t) else None).prev_sample
+    torch.testing.assert_close(a, b)
+    assert next(noises, None) is None and sampler.draws_noise(0) is False
+    assert sampler.unrollable == (name != "dpm-solver++")

@@ -36,6 +36,10 @@ class DecodingConfig:
             less (docs/RESULTS.md, issue 14).
         cfg_scale: s of classifier-free guidance for `FieldValue` controls on a conditional model (None: the
             field values go through classifier guidance).
+        torch_compile: Run the denoiser's forward as compiled graphs with the weights frozen in
+            (`textdiff.compilation`): one graph per shape, compiled on its first use (seconds each), then each step
+            without Python's per-operation overhead — for decoding the same shapes many times (a server at batch 1).
+            Needs a C++ compiler.
     """
 
     num_inference_steps: int = 200
@@ -49,6 +53,7 @@ class DecodingConfig:
     fluency_weight: float = 0.01
     guidance_start: float = 0.0
     cfg_scale: float | None = None
+    torch_compile: bool = False
 
     # The settings a model's generation config may hold.
     SAVED = ("num_inference_steps", "sampler", "clamp", "x0_temperature")
@@ -60,7 +65,7 @@ class DecodingConfig:
         for name in ("num_inference_steps", "guidance_steps"):
             if not is_integer(getattr(self, name)):
                 raise ValueError(f"{name} must be int, got {getattr(self, name)!r}.")
-        for name in ("clamp", "bucket_lengths"):
+        for name in ("clamp", "bucket_lengths", "torch_compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be bool, got {getattr(self, name)!r}.")
         for name in ("x0_temperature", "guidance_scale", "guidance_step_size", "fluency_weight", "guidance_start",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .compilation import MAX_UNROLLED_STEPS, CompiledForward, compiled_forward
 from .decoding_config import DecodingConfig
 from .guidance import (
     MODEL_SCORERS,
@@ -87,31 +88,56 @@ class Denoiser:
     attention mask and self-conditioning input. The scores are the model's logits when it classifies the clean
     word (then x̂0 = softmax(logits / τ) · E, τ = `x0_temperature`), else rounding's −‖x̂0 − e_v‖²."""
 
-    def __init__(self, model: TextDiffusionModel, attention_mask: torch.Tensor | None, x0_temperature: float = 1.0):
+    def __init__(
+        self,
+        model: TextDiffusionModel,
+        attention_mask: torch.Tensor | None,
+        x0_temperature: float = 1.0,
+        torch_compile: bool = False,
+    ):
         self.model, self.attention_mask, self.temperature = model, attention_mask, x0_temperature
+        self.forward = compiled_forward(model) if torch_compile else model  # the model's forward, maybe compiled
         self.self_cond: torch.Tensor | None = None  # (B, L, d), set by the SelfConditioning processor
 
     def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         timesteps = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        out = self.model(
+        out = self.forward(
             x, timesteps, attention_mask=self.attention_mask, self_cond=self.self_cond, x0_temperature=self.temperature
         )
         pred_x0 = out.pred_x0
         return pred_x0, out.logits if out.logits is not None else self.model.word_scores(pred_x0)
+
+    def unrollable(self, sampler: Sampler) -> bool:
+        """Whether all of the sampler's steps can run as one compiled graph (`torch_compile`, a pure sampler, at most
+        `MAX_UNROLLED_STEPS` steps)."""
+        return (
+            isinstance(self.forward, CompiledForward) and sampler.unrollable and self.self_cond is None
+            and len(sampler.timesteps) <= MAX_UNROLLED_STEPS
+        )  # fmt: skip
+
+    def unrolled(self, sampler: Sampler, x: torch.Tensor, generator) -> Estimate:
+        """The loop with nothing between its steps, as one graph: the rounding of x_0 from x_T (B, L, d). The ε of
+        each step is drawn first, in the order the loop one step at a time draws them: the same text."""
+        noises = tuple(randn_like(x, generator) for t in sampler.timesteps.tolist() if sampler.draws_noise(t))
+        x0, scores, ids = self.forward.loop(
+            sampler, x, noises, attention_mask=self.attention_mask, x0_temperature=self.temperature
+        )
+        return Estimate(x0=x0, raw_x0=x0, scores=scores, ids=ids)
 
 
 class ClassifierFreeDenoiser(Denoiser):
     """Classifier-free guidance (Ho & Salimans 2022) on a conditional model: x̂0 = x̂0_uncond + s · (x̂0_cond −
     x̂0_uncond), both estimates from one batched pass. conditions: (B, C) multi-hot field values; scale: s."""
 
-    def __init__(self, model, attention_mask, conditions: torch.Tensor, scale: float, x0_temperature: float = 1.0):
-        super().__init__(model, attention_mask, x0_temperature)
+    def __init__(self, model, attention_mask, conditions: torch.Tensor, scale: float, x0_temperature: float = 1.0,
+                 torch_compile: bool = False):  # fmt: skip
+        super().__init__(model, attention_mask, x0_temperature, torch_compile)
         self.conditions, self.scale = conditions, scale
 
     def __call__(self, x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         timesteps = torch.full((2 * x.shape[0],), t, device=x.device, dtype=torch.long)
         twice = lambda v: None if v is None else torch.cat([v, v])
-        both = self.model(
+        both = self.forward(
             torch.cat([x, x]),
             timesteps,
             attention_mask=twice(self.attention_mask),
@@ -123,11 +149,16 @@ class ClassifierFreeDenoiser(Denoiser):
         pred_x0 = unconditional + self.scale * (conditional - unconditional)
         return pred_x0, self.model.word_scores(pred_x0)
 
+    def unrollable(self, sampler: Sampler) -> bool:
+        return False  # (its two passes and their mixing are not the loop `CompiledForward.loop` traces)
+
 
 def denoising_loop(
     denoiser: Denoiser, sampler: Sampler, processors: StepProcessorList, x: torch.Tensor, generator
 ) -> Estimate:
     """Denoise x_T (B, L, d) over the sampler's timesteps; return the rounding of x_0."""
+    if not processors and denoiser.unrollable(sampler):  # nothing happens between the steps: one compiled graph
+        return denoiser.unrolled(sampler, x, generator)
     timesteps = sampler.timesteps.tolist()
     for step, t in enumerate(timesteps):
         state = LoopState(step, t, sampler.previous_timestep(t), len(timesteps))
@@ -176,6 +207,7 @@ def generate(
     fluency_weight: float | None = None,
     guidance_start: float | None = None,
     cfg_scale: float | None = None,
+    torch_compile: bool | None = None,
 ) -> torch.Tensor | GenerationOutput:
     """Generate text by parallel denoising from pure noise.
 
@@ -185,7 +217,7 @@ def generate(
         max_length: Number L of positions to decode (at most the model's `max_position_embeddings`); the text
             ends at the first end-of-sequence token the model writes.
         num_inference_steps, sampler, clamp, x0_temperature, bucket_lengths, guidance_scale, guidance_steps,
-            guidance_step_size, fluency_weight, guidance_start, cfg_scale: The decoding settings
+            guidance_step_size, fluency_weight, guidance_start, cfg_scale, torch_compile: The decoding settings
             (`textdiff.DecodingConfig`, which documents them and holds the defaults); `num_inference_steps`,
             `sampler`, `clamp` and `x0_temperature` left as None come from the model's saved generation config
             (`generation_config.json`, see `load_pretrained`) when it has one. `sampler` is a name in
@@ -400,11 +432,12 @@ def plan_decoding(
             f"predicts x0 directly ({config.prediction_type!r}). Leave it at 1."
         )
     if conditions is None:
-        denoiser = Denoiser(model, attention_mask, settings.x0_temperature)
+        denoiser = Denoiser(model, attention_mask, settings.x0_temperature, settings.torch_compile)
     else:
         denoiser = ClassifierFreeDenoiser(
-            model, attention_mask, conditions.to(device), settings.cfg_scale, settings.x0_temperature
-        )
+            model, attention_mask, conditions.to(device), settings.cfg_scale, settings.x0_temperature,
+            settings.torch_compile,
+        )  # fmt: skip
 
     processors = StepProcessorList()  # in the order of their hooks: scores, then rounding, then the latent
     if words_only is not None:

@@ -131,9 +131,10 @@ class TextDiffusionModel(TextDiffusionPreTrainedModel):
 
     def embedding_table(self) -> torch.Tensor:
         """E (V, d): the word embeddings as the model uses them (`_scaled`). Outside autograd (decoding) it is
-        computed once per version of the weights, not at every step."""
+        computed once per version of the weights, not at every step (in a compiled graph, frozen weights fold it
+        into a constant instead)."""
         weight = self.word_embeddings.weight
-        if torch.is_grad_enabled() and weight.requires_grad:
+        if (torch.is_grad_enabled() and weight.requires_grad) or torch.compiler.is_compiling():
             return self._scaled(weight)
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
         cached = getattr(self, "_table_cache", None)

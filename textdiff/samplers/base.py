@@ -38,6 +38,10 @@ class Sampler(ABC):
         schedule: The forward process the model was trained on (T steps).
     """
 
+    # Whether `step` is a pure function of its arguments (no state carried from one step to the next), so that a
+    # loop of steps can be traced into one compiled graph (`textdiff.compilation.CompiledForward.loop`).
+    unrollable: bool = True
+
     def __init__(self, schedule: NoiseSchedule) -> None:
         self.schedule = schedule
         self.timesteps = torch.arange(schedule.num_steps - 1, -1, -1)
@@ -69,15 +73,25 @@ class Sampler(ABC):
 
     def previous_timestep(self, t: int) -> int:
         """The timestep after t in `timesteps` (−1 after the last, meaning the clean data)."""
-        index = (self.timesteps == t).nonzero()
-        if index.numel() == 0:
+        table = self.__dict__.get("_previous_of")  # (timesteps, {t: the timestep after it}), made once per table
+        if table is None or table[0] is not self.timesteps:
+            steps = self.timesteps.tolist()
+            table = self._previous_of = (self.timesteps, dict(zip(steps, steps[1:] + [-1])))
+        previous = table[1].get(int(t))
+        if previous is None:
             raise ValueError(f"Timestep {t} is not in this sampler's timesteps; call set_timesteps first.")
-        position = int(index[0, 0]) + 1
-        return int(self.timesteps[position]) if position < len(self.timesteps) else -1
+        return previous
 
     def alpha_bar(self, t: int) -> float:
-        """ᾱ_t, with ᾱ_{−1} = 1."""
-        return 1.0 if t < 0 else float(self.schedule.alphas_cumprod[t])
+        """ᾱ_t, with ᾱ_{−1} = 1 (from a Python copy of the table, made once: no tensor read per step)."""
+        table = self.__dict__.get("_alpha_bars")
+        if table is None or table[0] is not self.schedule:
+            table = self._alpha_bars = (self.schedule, self.schedule.alphas_cumprod.tolist())
+        return 1.0 if t < 0 else table[1][t]
+
+    def draws_noise(self, t: int) -> bool:
+        """Whether the step from t draws an ε (the steps that do, in order, are what `step(noise=...)` takes)."""
+        return self.previous_timestep(t) >= 0
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """Sample q(x_t | x0) = √ᾱ_t x0 + √(1 − ᾱ_t) ε. x0, noise: (B, L, d); t: int or (B,)."""
@@ -92,5 +106,7 @@ class Sampler(ABC):
         sample: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
-        """Move `sample` = x_t (B, L, d) to the previous timestep, given the model's x0 prediction (B, L, d)."""
+        """Move `sample` = x_t (B, L, d) to the previous timestep, given the model's x0 prediction (B, L, d). A step
+        that `draws_noise` takes its ε (B, L, d) as `noise`, else draws it from `generator`."""

@@ -38,6 +38,9 @@ class DDIMSampler(Sampler):
         alpha_bar_t, alpha_bar_prev = self.alpha_bar(t), self.alpha_bar(self.previous_timestep(t))
         return self.eta**2 * (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)
 
+    def draws_noise(self, t: int) -> bool:
+        return self.variance(int(t)) > 0
+
     def step(
         self,
         pred_x0: torch.Tensor,
@@ -45,6 +48,7 @@ class DDIMSampler(Sampler):
         sample: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
         t = int(t)
         alpha_bar_t, alpha_bar_prev = self.alpha_bar(t), self.alpha_bar(self.previous_timestep(t))
@@ -57,5 +61,7 @@ class DDIMSampler(Sampler):
         direction = math.sqrt(max(1 - alpha_bar_prev - variance, 0.0)) * eps
         mean = math.sqrt(alpha_bar_prev) * pred_x0 + direction
         std = math.sqrt(variance) if variance > 0 else 0.0
-        prev_sample = mean + std * randn_like(sample, generator) if std > 0 else mean
+        if std > 0:
+            noise = randn_like(sample, generator) if noise is None else noise
+        prev_sample = mean + std * noise if std > 0 else mean
         return SamplerOutput(prev_sample=prev_sample, mean=mean, std=std)

@@ -21,6 +21,11 @@ from .base import Sampler, SamplerOutput
 class DDPMSampler(Sampler):
     """Ancestral DDPM sampling with the posterior ("fixed small") variance."""
 
+    def draws_noise(self, t: int) -> bool:
+        prev = self.previous_timestep(int(t))
+        alpha_bar_t, alpha_bar_prev = self.alpha_bar(int(t)), self.alpha_bar(prev)
+        return prev >= 0 and (1.0 - alpha_bar_t / alpha_bar_prev) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) > 0
+
     def step(
         self,
         pred_x0: torch.Tensor,
@@ -28,6 +33,7 @@ class DDPMSampler(Sampler):
         sample: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
         t = int(t)
         prev = self.previous_timestep(t)
@@ -45,5 +51,5 @@ class DDPMSampler(Sampler):
         if prev < 0 or variance <= 0.0:
             return SamplerOutput(prev_sample=mean, mean=mean, std=0.0)
         std = math.sqrt(variance)
-        noise = randn_like(sample, generator)
+        noise = randn_like(sample, generator) if noise is None else noise
         return SamplerOutput(prev_sample=mean + std * noise, mean=mean, std=std)

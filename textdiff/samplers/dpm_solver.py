@@ -23,9 +23,14 @@ from .base import Sampler, SamplerOutput
 class DPMSolverSampler(Sampler):
     """DPM-Solver++(2M), x0 prediction."""
 
+    unrollable = False  # each step reads the one before it (self._previous)
+
     def __init__(self, schedule: NoiseSchedule) -> None:
         super().__init__(schedule)
         self._previous: tuple[float, torch.Tensor] | None = None  # (λ_t', x̂0_t') of the step before
+
+    def draws_noise(self, t: int) -> bool:
+        return False
 
     def set_timesteps(
         self, num_inference_steps: int, min_timestep: int = 0, warping: TimeWarping | None = None
@@ -44,6 +49,7 @@ class DPMSolverSampler(Sampler):
         sample: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
         t = int(t)
         if t == int(self.timesteps[0]):

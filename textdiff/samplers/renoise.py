@@ -31,6 +31,7 @@ class RenoiseSampler(Sampler):
         sample: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> SamplerOutput:
         prev = self.previous_timestep(int(t))
         if prev < 0:
@@ -38,4 +39,4 @@ class RenoiseSampler(Sampler):
         alpha_bar_prev = self.alpha_bar(prev)
         mean = math.sqrt(alpha_bar_prev) * pred_x0
         std = math.sqrt(1.0 - alpha_bar_prev)
-        return SamplerOutput(prev_sample=mean + std * randn_like(sample, generator), mean=mean, std=std)
+        return SamplerOutput(prev_sample=mean + std * (randn_like(sample, generator) if noise is None else noise), mean=mean, std=std)
