@@ -168,8 +168,8 @@ def main() -> None:
             )
         for name, (seconds, texts) in timings.items():
             results[name, batch] = (seconds / calls, real_tokens(texts) / seconds, texts)
-            print(f"batch {batch:4d} | {name}: {seconds * 1e3:,.1f} ms, {results[name, batch][1]:,.0f} tokens/s",
-                  flush=True)  # fmt: skip
+            print(f"batch {batch:4d} | {name}: {seconds / calls * 1e3:,.1f} ms, {results[name, batch][1]:,.0f} "
+                  "tokens/s", flush=True)  # fmt: skip
 
     largest = max(args.batches)
     quality = {}
