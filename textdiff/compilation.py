@@ -39,6 +39,12 @@ INDUCTOR_OPTIONS = {"freezing": True, "cpp_wrapper": True}
 MAX_UNROLLED_STEPS = 16
 
 
+def _with_own_code(function: Callable, name: str) -> Callable:
+    """The same function on a copy of its code object, so that dynamo keeps its graphs apart from every other's."""
+    code = function.__code__.replace(co_name=name)
+    return types.FunctionType(code, function.__globals__, name, function.__defaults__, function.__closure__)
+
+
 def _own_copy_of_forward(model: torch.nn.Module, name: str) -> Callable:
     """`model(...)` as a function with a code object of its own (the model in its closure, so that its weights are
     the graph's attributes, which freezing folds; passed as an argument they would be inputs, and not frozen)."""
@@ -46,8 +52,7 @@ def _own_copy_of_forward(model: torch.nn.Module, name: str) -> Callable:
     def forward(*args, **kwargs):
         return model(*args, **kwargs)
 
-    code = forward.__code__.replace(co_name=name)
-    return types.FunctionType(code, forward.__globals__, name, forward.__defaults__, forward.__closure__)
+    return _with_own_code(forward, name)
 
 
 def _own_copy_of_loop(model: torch.nn.Module, sampler, name: str) -> Callable:
@@ -64,8 +69,7 @@ def _own_copy_of_loop(model: torch.nn.Module, sampler, name: str) -> Callable:
         scores = model.word_scores(x)
         return x, scores, scores.max(-1).indices
 
-    code = loop.__code__.replace(co_name=name)
-    return types.FunctionType(code, loop.__globals__, name, loop.__defaults__, loop.__closure__)
+    return _with_own_code(loop, name)
 
 
 def _signature(args: tuple, kwargs: dict) -> tuple:
@@ -108,6 +112,7 @@ class CompiledForward:
         """The graph of `signature` (compiled from `make(name)` on first use) on the arguments."""
         if torch.is_grad_enabled():
             raise ValueError("A compiled forward freezes the weights: call it under torch.no_grad() (decoding).")
+        signature = (self.model.training, signature)  # dropout on or off is compiled in too
         graph = self.graphs.get(signature)
         if graph is None:  # dynamo's guards hold on this first call; on later ones, the signature is the guard
             graph = self.graphs[signature] = torch.compile(
