@@ -81,12 +81,12 @@ def test_generation_draws_each_rows_window_from_the_prior_and_pads_after_it():
 
 
 def test_a_controls_needed_words_are_never_ended_early():
-    """A span over words 2 … 4 needs five words, a mention of three words three: rounding writes only words (never
+    """A span over words 2 … 4 needs six words (one after the span), a mention of three words three: rounding writes only words (never
     START / END / PAD / UNK) before the earliest END the row's controls allow, whatever the window and the model."""
     from textdiff.generation import _needed_words
 
     needed = _needed_words([[Spans([(2, 4, "PP")])], [Length(2)], [], [Mentions([10, 11, 12])]], 12)
-    assert needed[0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5]
+    assert needed[0].nonzero().flatten().tolist() == [1, 2, 3, 4, 5, 6]
     assert needed[1].nonzero().flatten().tolist() == [1, 2] and not needed[2].any()
     assert needed[3].nonzero().flatten().tolist() == [1, 2, 3]
     assert _needed_words([[], []], 12) is None
@@ -117,4 +117,4 @@ def test_controls_fix_or_bound_the_window():
     assert PartsOfSpeech(["DET", "NOUN", "VERB"]).window() == (5, True)
     assert Length(4).window() == (6, True)
     assert Spans([(0, 5, "S"), (0, 1, "NP")]).window() == (8, True)  # a root span: six words exactly
-    assert Spans([(2, 4, "PP")]).window() == (7, False)  # at least five words
+    assert Spans([(2, 4, "PP")]).window() == (8, False)  # at least six words: one follows the span

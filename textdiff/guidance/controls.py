@@ -185,9 +185,13 @@ class Spans(Control):
                 raise ValueError(f"Unknown span label {label!r}; the classifier knows {config.labels[1:]}.")
 
     def window(self) -> tuple[int, bool]:
-        """A span over words 0 … n − 1 that holds every other span is the sentence's root: exactly n words."""
+        """A span over words 0 … n − 1 that holds every other span is the sentence's root: exactly n words. Else at
+        least one word follows the last span: a constituent below the root never holds the sentence's final
+        punctuation, which the parse attaches to the root (without that word, 1 in 20 texts ended in a broken
+        sentence right after the span; docs/RESULTS.md, issue 14)."""
         last = max(end for _, end, _ in self.spans)
-        return last + 3, any(start == 0 and end == last for start, end, _ in self.spans)
+        root = any(start == 0 and end == last for start, end, _ in self.spans)
+        return (last + 3, True) if root else (last + 4, False)
 
     def target(self, length: int, config: LatentClassifierConfig) -> torch.Tensor:
         return torch.tensor([[a + 1, b + 1, config.labels.index(label)] for a, b, label in self.spans])  # (S, 3)
