@@ -9,9 +9,9 @@ perplexity and dist-2 of the texts of the largest batch. Few-step students (`tex
 own saved settings. With --compile every diffusion row decodes through compiled graphs (`torch_compile=True`,
 textdiff/compilation.py) and a third AR row runs the lean loop through the same compilation (a static KV cache: one
 shape, one graph). A row's time is per batch, the mean over the batches of --sentences sentences (batch 1: the
-latency of 16 different sentences, not of one). Ratios to the fastest AR baseline at each batch come last, and every diffusion row's perplexity
-over that of the model at its most steps. Diffusion decodes the windows drawn from its length prior (all of a batch
-at the longest one, or with :bucket in groups of similar length).
+latency of 16 different sentences, not of one). Ratios to the fastest AR baseline at each batch come last, and
+every diffusion row's perplexity over that of the model at its most steps. Diffusion decodes the windows drawn from
+its length prior (all of a batch at the longest one, or with :bucket in groups of similar length).
 
     python bench/frontier.py --model runs/e2e-tiny/model --teacher runs/teacher/model --batches 1 64 256 \
         --decoders renoise:soft ddpm:clamp renoise:soft:0.5 --steps 16 50 200 \

@@ -81,8 +81,9 @@ def test_generation_draws_each_rows_window_from_the_prior_and_pads_after_it():
 
 
 def test_a_controls_needed_words_are_never_ended_early():
-    """A span over words 2 … 4 needs six words (one after the span), a mention of three words three: rounding writes only words (never
-    START / END / PAD / UNK) before the earliest END the row's controls allow, whatever the window and the model."""
+    """A span over words 2 … 4 needs six words (one after the span), a mention of three words three: rounding
+    writes only words (never START / END / PAD / UNK) before the earliest END the row's controls allow, whatever the
+    window and the model."""
     from textdiff.generation import _needed_words
 
     needed = _needed_words([[Spans([(2, 4, "PP")])], [Length(2)], [], [Mentions([10, 11, 12])]], 12)

@@ -157,8 +157,6 @@ def test_renoise_step_draws_from_the_forward_process_of_the_prediction_alone():
 def test_a_step_given_its_noise_is_the_step_that_draws_it(name):
     # What the compiled loop relies on (textdiff/compilation.py): ε drawn first, in the steps' order, for the steps
     # that `draws_noise`, gives every step exactly what drawing it inside the step would.
-    from textdiff.samplers import SAMPLERS
-
     sampler = SAMPLERS[name](NoiseSchedule.from_name("sqrt", 100))
     if name == "ddim":
         sampler.eta = 1.0

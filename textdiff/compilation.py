@@ -10,8 +10,8 @@ one thread: eager 0.86 ms, compiled 0.65, with a C++ wrapper 0.58, with frozen w
 - `cpp_wrapper`: the graph's kernels are called from generated C++ instead of generated Python.
 
 With nothing to do between two steps (no step processors) and a sampler whose step is a pure function, the whole
-loop — every forward, every sampler step, the final rounding — is one graph (`CompiledForward.loop`, up to `MAX_UNROLLED_STEPS` steps): one
-call per decoding instead of one per step, with the ε of each step drawn beforehand from the request's generator in the
+loop — every forward, every sampler step, the final rounding — is one graph (`CompiledForward.loop`, up to
+`MAX_UNROLLED_STEPS` steps): one call per decoding instead of one per step, with the ε of each step drawn beforehand from the request's generator in the
 order eager decoding draws them (the same text for the same seed).
 
 One static graph per input signature (shapes, dtypes, which inputs are given, the x̂0 temperature): compiled on its

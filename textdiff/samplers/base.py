@@ -13,6 +13,7 @@ import torch
 
 from ..schedules import NoiseSchedule
 from ..time_warping import TimeWarping
+from ..utils import randn_like
 
 
 @dataclass
@@ -88,6 +89,11 @@ class Sampler(ABC):
         if table is None or table[0] is not self.schedule:
             table = self._alpha_bars = (self.schedule, self.schedule.alphas_cumprod.tolist())
         return 1.0 if t < 0 else table[1][t]
+
+    @staticmethod
+    def epsilon(sample: torch.Tensor, generator: torch.Generator | None, noise: torch.Tensor | None) -> torch.Tensor:
+        """A step's ε (B, L, d): the `noise` it was given, else one drawn from `generator` like `sample`."""
+        return randn_like(sample, generator) if noise is None else noise
 
     def draws_noise(self, t: int) -> bool:
         """Whether the step from t draws an ε (the steps that do, in order, are what `step(noise=...)` takes)."""

@@ -15,7 +15,6 @@ import math
 import torch
 
 from ..schedules import NoiseSchedule
-from ..utils import randn_like
 from .base import Sampler, SamplerOutput
 
 
@@ -61,7 +60,5 @@ class DDIMSampler(Sampler):
         direction = math.sqrt(max(1 - alpha_bar_prev - variance, 0.0)) * eps
         mean = math.sqrt(alpha_bar_prev) * pred_x0 + direction
         std = math.sqrt(variance) if variance > 0 else 0.0
-        if std > 0:
-            noise = randn_like(sample, generator) if noise is None else noise
-        prev_sample = mean + std * noise if std > 0 else mean
+        prev_sample = mean + std * self.epsilon(sample, generator, noise) if std > 0 else mean
         return SamplerOutput(prev_sample=prev_sample, mean=mean, std=std)

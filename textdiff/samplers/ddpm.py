@@ -14,17 +14,19 @@ import math
 
 import torch
 
-from ..utils import randn_like
 from .base import Sampler, SamplerOutput
 
 
 class DDPMSampler(Sampler):
     """Ancestral DDPM sampling with the posterior ("fixed small") variance."""
 
+    def variance(self, t: int) -> float:
+        """σ̃_t² = β_t (1 − ᾱ_s) / (1 − ᾱ_t), the posterior variance of the step from t (0 for the last step)."""
+        alpha_bar_t, alpha_bar_prev = self.alpha_bar(t), self.alpha_bar(self.previous_timestep(t))
+        return (1.0 - alpha_bar_t / alpha_bar_prev) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t)
+
     def draws_noise(self, t: int) -> bool:
-        prev = self.previous_timestep(int(t))
-        alpha_bar_t, alpha_bar_prev = self.alpha_bar(int(t)), self.alpha_bar(prev)
-        return prev >= 0 and (1.0 - alpha_bar_t / alpha_bar_prev) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) > 0
+        return self.previous_timestep(int(t)) >= 0 and self.variance(int(t)) > 0
 
     def step(
         self,
@@ -47,9 +49,7 @@ class DDPMSampler(Sampler):
         mean = coef_x0 * pred_x0 + coef_xt * sample
 
         # 2. Add σ̃ ε, except on the last step.
-        variance = beta_t * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t)
-        if prev < 0 or variance <= 0.0:
+        if not self.draws_noise(t):
             return SamplerOutput(prev_sample=mean, mean=mean, std=0.0)
-        std = math.sqrt(variance)
-        noise = randn_like(sample, generator) if noise is None else noise
-        return SamplerOutput(prev_sample=mean + std * noise, mean=mean, std=std)
+        std = math.sqrt(self.variance(t))
+        return SamplerOutput(prev_sample=mean + std * self.epsilon(sample, generator, noise), mean=mean, std=std)

@@ -17,7 +17,6 @@ import math
 
 import torch
 
-from ..utils import randn_like
 from .base import Sampler, SamplerOutput
 
 
@@ -39,4 +38,4 @@ class RenoiseSampler(Sampler):
         alpha_bar_prev = self.alpha_bar(prev)
         mean = math.sqrt(alpha_bar_prev) * pred_x0
         std = math.sqrt(1.0 - alpha_bar_prev)
-        return SamplerOutput(prev_sample=mean + std * (randn_like(sample, generator) if noise is None else noise), mean=mean, std=std)
+        return SamplerOutput(prev_sample=mean + std * self.epsilon(sample, generator, noise), mean=mean, std=std)
