@@ -50,6 +50,21 @@ def test_target_parsing_details():
         parse_target(["name", "The", "Vaults"])
 
 
+def test_a_span_that_ends_on_the_newline_token_ends_on_the_last_word():
+    # Diffusion-LM's parser read the newline as a token: the whole text of "The pub ." is (0, 3), and a text without
+    # a full stop ends its last constituents on the newline too
+    words_ = ["START", "The", "pub", ".", "\n", "END"]
+    assert parse_target({"words_": words_, "spans": [[0, 3, "S"], [0, 1, "NP"]]}).spans == [(0, 2, "S"), (0, 1, "NP")]
+    assert parse_target({"words_": ["START", "It", "is", "\n", "END"], "spans": [[1, 2, "VP"]]}).spans == [(1, 1, "VP")]
+    paper = read_control_targets(TARGETS / "target_spans.json")
+    assert paper[182].spans == [(0, len(paper[182].words) - 1, "S")]  # "The Vaults restaurant serves … fare ."
+    assert all(0 <= a <= b < len(t.words) for t in paper for a, b, _ in t.spans)
+    with pytest.raises(ValueError, match="outside the sentence.s 5 tokens"):
+        parse_target({"words_": words_, "spans": [[0, 5, "S"]]})
+    with pytest.raises(ValueError, match="no word, only frame tokens"):
+        parse_target({"words_": words_, "spans": [[3, 3, "S"]]})
+
+
 def test_bad_target_file_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"pos": ["START", "DET"], "words_": ["START"]}\n')

@@ -49,6 +49,28 @@ def _attribute(tokens: list[str]) -> tuple[str, str]:
     return FIELD_ALIASES.get(field, field), " ".join(tokens[split + 1 :])
 
 
+def _spans_over_words(spans: list[tuple[int, int, str]], words_: list[str]) -> list[tuple[int, int, str]]:
+    """Spans indexed over `words_` without START (Diffusion-LM's parser read the newline token "\\n" as one more
+    token, so a constituent that ends the text ends on it: the whole-text S of "The pub ." is (0, 3)) -> the same
+    spans over the words alone: an end on a frame token moves back to the last word before it, a start on one
+    forward to the next word."""
+    tokens = words_[1:] if words_ and words_[0] == "START" else words_
+    kept, last, first = 0, [], []  # per token: index of the last word at or before it, of the first at or after
+    for token in tokens:
+        if token not in FRAME_TOKENS:
+            kept += 1
+        last.append(kept - 1)
+        first.append(kept - (token not in FRAME_TOKENS))
+    out = []
+    for a, b, label in spans:
+        if not 0 <= a <= b < len(tokens):
+            raise ValueError(f"Span ({a}, {b}, {label!r}) is outside the sentence's {len(tokens)} tokens.")
+        if first[a] > last[b]:
+            raise ValueError(f"Span ({a}, {b}, {label!r}) holds no word, only frame tokens.")
+        out.append((first[a], last[b], label))
+    return out
+
+
 def parse_target(record: dict | list) -> ControlTarget:
     """One line of a Diffusion-LM target file as a `ControlTarget`."""
     if isinstance(record, list):
@@ -68,6 +90,8 @@ def parse_target(record: dict | list) -> ControlTarget:
         target.length = len(target.pos)
     if "spans" in record:
         target.spans = [(int(a), int(b), str(label)) for a, b, label in record["spans"]]
+        if words is not None:
+            target.spans = _spans_over_words(target.spans, words)
     if "tree" in record:  # a full parse: every constituent is a span to meet
         from textdiff.evaluation.trees import tree_spans
 
