@@ -31,6 +31,24 @@ def test_every_target_file_becomes_controls(name, suite, kinds):
         assert [type(c) for c in controls_for(target, suite)] == kinds
 
 
+def test_a_tree_asked_with_its_preterminals_adds_their_universal_tags():
+    """Suite tree-pos asks for the tree's constituents (Spans, Length) and its preterminals' tags (PartsOfSpeech,
+    PTB mapped to the 12 universal tags); the tree file alone still names suite tree."""
+    from textdiff.evaluation.controls import parse_target
+
+    target = parse_target(
+        {
+            "words_": ["START", "The", "pub", "is", "cheap", ".", "\n", "END"],
+            "tree": "(ROOT (S (NP (DT The) (NN pub)) (VP (VBZ is) (ADJP (JJ cheap))) (. .)))",
+        }
+    )
+    assert target.pos == ["DET", "NOUN", "VERB", "ADJ", "."]
+    assert controls_for(target, "tree-pos") == [*controls_for(target, "tree"), PartsOfSpeech(target.pos)]
+    trees = read_control_targets(TARGETS / "target_tree.json")
+    assert all(len(t.pos) == len(t.words) for t in trees)
+    assert suite_of(str(TARGETS / "target_tree.json")) == "tree" and suite_of("tree-pos") == "tree-pos"
+
+
 def test_length_targets_come_from_the_pos_sentences_and_too_long_ones_are_left_out():
     targets = length_targets(TARGETS / "target_pos.json")
     assert len(targets) == 200 and all(t.length >= 1 for t in targets)

@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--control-targets",
         default=None,
         help="evaluate control instead: a Diffusion-LM target file (data/control_targets/target_*.json), or a "
-        "suite's name for its bundled file: semantic, pos, spans, spans-remade, tree, compose, length",
+        "suite's name for its bundled file: semantic, pos, spans, spans-remade, tree, tree-pos, compose, length",
     )
     ev.add_argument("--num-targets", type=COUNT, default=None, help="use only the first N control targets")
     ev.add_argument("--batch-size", type=COUNT, default=50, help="sequences decoded at once (control evaluation)")

@@ -8,7 +8,8 @@ Suites (`SUITES`), by target file: `target_attribute.json` → semantic content 
 `target_pos.json` → parts of speech (`PartsOfSpeech`), `target_spans.json` → syntax spans (`Spans`),
 `target_compose_pos_attr.json` → both POS and semantic content at once, `target_tree.json` (textdiff's: full
 parses of E2E test sentences by the span oracle) → syntax trees (`Spans` over every constituent, `Length` of the
-tree's words), `target_spans_remade.json` (textdiff's: the span targets redrawn from the span oracle's parses of the
+tree's words; suite `tree-pos` asks for its preterminals too, `PartsOfSpeech` by the POS classifier),
+`target_spans_remade.json` (textdiff's: the span targets redrawn from the span oracle's parses of the
 same sentences, `span_parser.remade_span_targets`) → syntax spans; `length` (no file) → `Length` targets
 taken from the word counts of the POS targets' sentences. Success is measured with the oracles of
 `textdiff.evaluation.oracles` and `.span_parser` through the `evaluate` modules in textdiff/evaluation/metrics;
@@ -144,6 +145,7 @@ SUITES = {
         ControlSuite("spans", "target_spans.json", ("spans",), 1e-4, (93.8, 2.53)),
         ControlSuite("spans-remade", "target_spans_remade.json", ("spans",), 1e-4, (93.8, 2.53)),
         ControlSuite("tree", "target_tree.json", ("tree",), 1e-4, (86.0, 3.71)),
+        ControlSuite("tree-pos", "target_tree.json", ("tree", "pos"), 1e-4, (86.0, 3.71)),
         ControlSuite("compose", "target_compose_pos_attr.json", ("pos", "semantic"), 0.01),
         ControlSuite("length", "length", ("length",), 0.0, (99.9, 2.16)),
     )
@@ -156,7 +158,9 @@ def suite_of(targets_path: str) -> str:
     if targets_path in SUITES:
         return targets_path
     name = Path(targets_path).name
-    by_file = {suite.target_file: suite.name for suite in SUITES.values()}
+    by_file: dict[str, str] = {}
+    for suite in SUITES.values():  # a file read by two suites (target_tree.json) names the first
+        by_file.setdefault(suite.target_file, suite.name)
     if name not in by_file:
         files = sorted(f for f in by_file if f != "length")
         raise ValueError(

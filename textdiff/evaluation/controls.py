@@ -21,7 +21,7 @@ class ControlTarget:
 
     Attributes:
         words: The reference sentence the target was taken from (tokenised), if any.
-        pos: UPOS tags, one per word of the sentence to generate.
+        pos: UPOS tags, one per word of the sentence to generate (a tree target: its preterminals' universal tags).
         spans: (start, end, label) constituents, word indices with inclusive ends (a tree target: all of them).
         attribute: (field, value), e.g. ("food", "Italian"): the value must appear in the text.
         length: Number of words.
@@ -47,6 +47,16 @@ def _attribute(tokens: list[str]) -> tuple[str, str]:
     split = tokens.index(":")
     field = " ".join(tokens[:split])
     return FIELD_ALIASES.get(field, field), " ".join(tokens[split + 1 :])
+
+
+def _universal_tags(ptb_tags: list[str]) -> list[str]:
+    """PTB tags (a tree's preterminals) as the 12 universal tags the POS oracle and classifier use (Petrov, Das,
+    McDonald 2012: the bundled en-ptb.map); a tag the map lacks is X."""
+    from textdiff.resources import bundled
+
+    lines = (bundled("data/pos_oracle") / "en-ptb.map").read_text(encoding="utf-8").splitlines()
+    mapping = dict(line.split("\t") for line in lines if line.strip())
+    return [mapping.get(tag, "X") for tag in ptb_tags]
 
 
 def _spans_over_words(spans: list[tuple[int, int, str]], words_: list[str]) -> list[tuple[int, int, str]]:
@@ -95,11 +105,12 @@ def parse_target(record: dict | list) -> ControlTarget:
     if "tree" in record:  # a full parse: every constituent is a span to meet
         from textdiff.evaluation.trees import tree_spans
 
-        tree_words, _, constituents = tree_spans(record["tree"])
+        tree_words, tree_tags, constituents = tree_spans(record["tree"])
         if target.words is not None and tree_words != target.words:
             raise ValueError(f"A tree target's tree has words {tree_words} but its sentence is {target.words}.")
         target.words, target.length = tree_words, len(tree_words)
         target.spans = sorted((a, b - 1, label) for a, b, label in constituents)
+        target.pos = _universal_tags(tree_tags)  # its preterminals
     if "attr" in record:
         target.attribute = _attribute(record["attr"])
     return target
