@@ -50,12 +50,11 @@ def _attribute(tokens: list[str]) -> tuple[str, str]:
 
 
 def _universal_tags(ptb_tags: list[str]) -> list[str]:
-    """PTB tags (a tree's preterminals) as the 12 universal tags the POS oracle and classifier use (Petrov, Das,
-    McDonald 2012: the bundled en-ptb.map); a tag the map lacks is X."""
-    from textdiff.resources import bundled
+    """PTB tags (a tree's preterminals) as the 12 universal tags the POS oracle and classifier use (the bundled
+    tagger's en-ptb.map); a tag the map lacks is X, as in `PosOracle.tag`."""
+    from textdiff.evaluation.oracles import ptb_to_universal
 
-    lines = (bundled("data/pos_oracle") / "en-ptb.map").read_text(encoding="utf-8").splitlines()
-    mapping = dict(line.split("\t") for line in lines if line.strip())
+    mapping = ptb_to_universal()
     return [mapping.get(tag, "X") for tag in ptb_tags]
 
 

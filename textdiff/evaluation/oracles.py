@@ -14,6 +14,7 @@ its accuracy on UD English-EWT test in heldout.json.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -25,6 +26,13 @@ from textdiff.resources import bundled, cache_dir
 
 POS_DATA = bundled("data/pos_oracle")
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@functools.cache
+def ptb_to_universal(data_dir: Path = POS_DATA) -> dict[str, str]:
+    """{PTB tag: universal tag} from a tagger folder's en-ptb.map (Petrov, Das, McDonald 2012), read once."""
+    lines = (Path(data_dir) / "en-ptb.map").read_text(encoding="utf-8").splitlines()
+    return dict(line.split("\t") for line in lines if line.strip())
 
 
 class PosOracle:
@@ -45,9 +53,7 @@ class PosOracle:
         self.tagger.model.weights = read("weights")
         self.tagger.tagdict = read("tagdict")
         self.tagger.classes = self.tagger.model.classes = set(read("classes"))
-        self.ptb_to_universal = dict(
-            line.split("\t") for line in (data_dir / "en-ptb.map").read_text().splitlines() if line.strip()
-        )
+        self.ptb_to_universal = ptb_to_universal(data_dir)
 
     def ptb_tags(self, words: list[str]) -> list[str]:
         """Penn Treebank tags of a tokenised sentence."""
