@@ -23,13 +23,15 @@ GUM = Path(os.environ.get("TEXTDIFF_GUM", REPO.parent / "shared" / "data" / "gum
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory) -> Path:
-    """TEXTDIFF_CACHE and TEXTDIFF_SPAN_ORACLE in this session's folder (subprocesses inherit them); TEXTDIFF_GUM
-    pointed at nothing."""
+    """TEXTDIFF_CACHE, TEXTDIFF_SPAN_ORACLE and TEXTDIFF_SPAN_FAITHFUL in this session's folder (subprocesses
+    inherit them); TEXTDIFF_GUM pointed at nothing."""
     cache = tmp_path_factory.mktemp("textdiff-cache")
-    saved = {key: os.environ.get(key) for key in ("TEXTDIFF_CACHE", "TEXTDIFF_GUM", "TEXTDIFF_SPAN_ORACLE")}
+    names = ("TEXTDIFF_CACHE", "TEXTDIFF_GUM", "TEXTDIFF_SPAN_ORACLE", "TEXTDIFF_SPAN_FAITHFUL")
+    saved = {key: os.environ.get(key) for key in names}
     os.environ["TEXTDIFF_CACHE"] = str(cache)
     os.environ["TEXTDIFF_GUM"] = str(cache / "no-gum-in-tests")
     os.environ["TEXTDIFF_SPAN_ORACLE"] = str(cache / "span_oracle")  # the fixture's, not the bundled one
+    os.environ["TEXTDIFF_SPAN_FAITHFUL"] = str(cache / "span_faithful")
     yield cache
     for key, value in saved.items():
         if value is None:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import GUM
 
 from textdiff.evaluation.controls import ControlTarget, parse_target, read_control_targets
 from textdiff.evaluation.harness import load_metric
@@ -306,3 +307,91 @@ def test_the_independent_span_oracle_reads_the_independent_taggers_tags_and_scor
     assert tree.compute(predictions=[" ".join(words)], references=references, oracle="independent")["tree_f1"] == 1.0
     with pytest.raises(ValueError, match="oracle must be"):
         metric.compute(predictions=[" ".join(words)], references=references, oracle="other")
+
+
+def test_a_partial_bracketing_fixes_its_spans_and_rules_out_the_spans_crossing_them():
+    """Joshi et al.'s partial-annotation loss: the known span's cell learns its label, every cell crossing it learns
+    ∅, and the cells nested in it, around it or beside it are left free."""
+    import torch
+
+    from textdiff.evaluation.span_parser import partial_span_loss
+
+    labels = ["∅", "NP", "ADJP", "S"]
+    logits = torch.zeros(6, 6, len(labels), requires_grad=True)  # 5 words: fenceposts 0..5
+    loss = partial_span_loss(logits, [(1, 2, "ADJP")], labels)  # words 1-2: fenceposts (1, 3)
+    loss.backward()
+    touched = {(i, j) for i in range(6) for j in range(6) if logits.grad[i, j].abs().sum() > 0}
+    assert touched == {(1, 3), (0, 2), (2, 4), (2, 5)}  # the span; the three spans crossing it
+    assert logits.grad[1, 3, 2] < 0 and logits.grad[0, 2, 0] < 0 and logits.grad[2, 5, 0] < 0  # pushed up
+    chain = partial_span_loss(torch.zeros(6, 6, 4), [(0, 4, "S::NP")], labels)  # a chain by its top label
+    assert chain == pytest.approx(torch.log(torch.tensor(4.0)))
+    with pytest.raises(ValueError, match="not one of the oracle's labels"):
+        partial_span_loss(torch.zeros(6, 6, 4), [(0, 1, "QP")], labels)
+    with pytest.raises(ValueError, match="outside the sentence"):
+        partial_span_loss(torch.zeros(6, 6, 4), [(3, 5, "NP")], labels)
+
+
+def test_adapting_the_oracle_teaches_it_another_parsers_spans_and_new_labels(span_oracle, tmp_path):
+    """Adapted on a few partial bracketings the oracle does not give (PTB's prenominal ADJP, an NML it has no label
+    for), it gives them; cross-validation scores each fold with an oracle that did not learn it."""
+    from textdiff.evaluation.span_parser import SpanOracle, adapt, cross_validated_agreement
+
+    first = "The Eagle is a family friendly pub near the river .".split()
+    second = "The Cambridge Blue serves cheap Italian food .".split()
+    taught = [ControlTarget(words=first, spans=[(4, 5, "ADJP")]), ControlTarget(words=second, spans=[(1, 2, "NML")])]
+    before = SpanOracle(span_oracle)
+    assert (4, 5, "ADJP") not in before.parse(first) and "NML" not in before.vocab.labels
+    adapt(span_oracle, taught, tmp_path / "adapted", epochs=30, gum=GUM, max_files=12)
+    adapted = SpanOracle(tmp_path / "adapted")
+    assert adapted.vocab.labels[-1] == "NML" and adapted.vocab.labels[:-1] == before.vocab.labels
+    assert (4, 5, "ADJP") in adapted.parse(first) and (1, 2, "NML") in adapted.parse(second)
+    assert before.parse(first) == SpanOracle(span_oracle).parse(first)  # the base oracle is left as it was
+    counts = cross_validated_agreement(span_oracle, taught, folds=2, epochs=1, gum=GUM, max_files=12)
+    assert counts["total"] == 2 and [total for _, total in counts["per_fold"]] == [1, 1]
+    assert {label: c["total"] for label, c in counts["by_label"].items()} == {"ADJP": 1, "NML": 1}
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        adapt(span_oracle, taught, tmp_path / "bad", epochs=0)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        cross_validated_agreement(span_oracle, taught, folds=1)
+
+
+def test_the_paper_span_targets_are_also_scored_by_the_faithful_oracle(span_oracle, independent_span_oracle):
+    """The paper's own span file is scored three ways: by the oracle that labelled the classifier's data, the
+    independent one, and the one adapted to the paper's parser (here a fixture-size adaptation on 20 targets)."""
+    from textdiff.evaluation.control_eval import success
+    from textdiff.evaluation.span_parser import SpanOracle, adapt, faithful_span_oracle_dir, target_agreement
+
+    paper = read_control_targets(TARGETS / "target_spans.json")[:20]
+    adapt(span_oracle, paper, faithful_span_oracle_dir(), epochs=10, gum=GUM, max_files=12)
+    own = [" ".join(t.words) for t in paper]
+    scores = success("spans", own, paper)
+    assert set(scores) == {"spans", "spans (independent)", "spans (faithful)"}
+    learnt = target_agreement(SpanOracle(faithful_span_oracle_dir()), paper)["all"]
+    assert scores["spans (faithful)"] == learnt["found"] / learnt["total"] > scores["spans"]
+    assert set(success("spans-remade", own, paper)) == {"spans", "spans (independent)"}
+    metric = load_metric("control_spans")
+    assert metric.compute(predictions=own[:1], references=[[]], oracle="faithful") == {"span_accuracy": 0.0}
+
+
+def test_a_span_parser_can_read_words_by_their_characters(tmp_path):
+    """The character-reading recipe (the stronger GUM parser, `characters=True`) saves its character vocabulary and
+    reads an unknown word by its spelling; bad recipes are clear errors."""
+    import torch
+
+    from textdiff.evaluation.span_parser import SpanOracle, train
+
+    if not GUM.is_dir():
+        pytest.skip(f"no GUM trees at {GUM}")
+    report = train(GUM, tmp_path, epochs=1, max_files=2, characters=True, hidden=16, tag_dropout=0.3)
+    assert 0.0 <= report["labelled_span_f1"] <= 1.0
+    oracle = SpanOracle(tmp_path)
+    assert oracle.vocab.characters[:2] == ["<pad>", "<unk>"] and "e" in oracle.vocab.characters
+    words = "The Zzxq is a pub .".split()
+    word_ids, tag_ids, char_ids = oracle.vocab.encode(words, oracle.tagger.ptb_tags(words))
+    assert word_ids[2] == oracle.vocab.words.index("<unk>") and char_ids.shape == (len(words) + 2, 4)
+    assert (char_ids[2] != 0).all() and (char_ids[1, 3:] == 0).all()  # "Zzxq" spelt out; "The" padded
+    assert oracle.model(word_ids, tag_ids, char_ids).shape == (len(words) + 1, len(words) + 1, len(oracle.vocab.labels))
+    assert all(0 <= i <= j < len(words) for i, j, _ in oracle.parse(words))
+    assert torch.equal(SpanOracle(tmp_path).model.label[-1].bias, oracle.model.label[-1].bias)
+    with pytest.raises(ValueError, match="tag_dropout"):
+        train(GUM, tmp_path / "bad", tag_dropout=1.0)

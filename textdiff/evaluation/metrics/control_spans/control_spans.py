@@ -12,7 +12,9 @@ Args:
     predictions: list of generated texts (whitespace-tokenised).
     references: list of target span lists, each span [start, end, label] with word indices and an inclusive end.
     oracle: "project" (default): the span oracle that scores syntax controls (and parsed the span classifier's
-        data); "independent": the second one, which parsed none of it (span_parser.independent_span_oracle).
+        data); "independent": the second one, which parsed none of it (span_parser.independent_span_oracle);
+        "faithful": the first adapted to the parser that drew Diffusion-LM's span targets, for scoring against the
+        paper's file (span_parser.faithful_span_oracle).
 Returns:
     {"span_accuracy": found target spans / all target spans}
 """

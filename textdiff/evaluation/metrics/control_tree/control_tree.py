@@ -12,7 +12,8 @@ Args:
     references: list of target trees, each the list of its constituents [start, end, label] (word indices, inclusive
         end; unary chains by their top label).
     oracle: "project" (default): the span oracle that scores syntax controls (and parsed the span classifier's
-        data); "independent": the second one, which parsed none of it (span_parser.independent_span_oracle).
+        data); "independent": the second one, which parsed none of it (span_parser.independent_span_oracle);
+        "faithful": the first adapted to the paper's span targets (span_parser.faithful_span_oracle).
 Returns:
     {"tree_f1": mean over texts of the labelled F1 of the oracle parse against the target constituents}
 """
