@@ -64,13 +64,18 @@ def independent_span_oracle() -> SpanOracle:
     seed. It shares GUM's trees with the first (the only treebank here), so its conventions are GUM's too.
     Trained on first use (≈ 4 min on one core)."""
     directory = independent_span_oracle_dir()
+    return _built_on_first_use(directory, "independent", lambda: train(GUM, directory, seed=1, tags="gold"))
+
+
+def _built_on_first_use(directory: Path, name: str, build) -> SpanOracle:
+    """The oracle in `directory`, built there by `build()` from GUM's trees first if it has none."""
     if not (directory / "model.safetensors").is_file():
         if not GUM.is_dir():
             raise ValueError(
-                f"No independent span oracle in {directory} and no GUM trees at {GUM} to train one; set TEXTDIFF_GUM "
-                "to a folder of GUM .ptb files."
+                f"No {name} span oracle in {directory} and no GUM trees at {GUM} to make one; set TEXTDIFF_GUM to a "
+                "folder of GUM .ptb files."
             )
-        train(GUM, directory, seed=1, tags="gold")
+        build()
     return SpanOracle(directory)
 
 
@@ -357,6 +362,20 @@ def gum_trees(gum: Path, max_words: int = 60, max_files: int | None = None) -> d
     return splits
 
 
+def full_span_loss(
+    logits: torch.Tensor, spans: list[tuple[int, int, str]], label_index: dict[str, int]
+) -> torch.Tensor:
+    """Cross-entropy of a full bracketing: every span i < j of the sentence has its gold label, ∅ if it is no
+    constituent. logits: (n+1, n+1, labels) from `SpanScorer`; spans: (i, j exclusive, label); a label missing from
+    `label_index` counts as ∅."""
+    n = logits.shape[0] - 1
+    gold = torch.zeros(n + 1, n + 1, dtype=torch.long)
+    for i, j, label in spans:
+        gold[i, j] = label_index.get(label, 0)
+    upper = torch.triu(torch.ones(n + 1, n + 1, dtype=torch.bool), diagonal=1)
+    return nn.functional.cross_entropy(logits[upper], gold[upper])
+
+
 def heldout_f1(oracle: SpanOracle, trees: list) -> float:
     """The oracle's labelled span F1 on trees (words, tags, constituents (i, j exclusive, label)), e.g. GUM's test."""
     from tqdm.auto import tqdm
@@ -429,18 +448,10 @@ def train(
         for words, sentence_tags, spans in tqdm(splits["train"], desc=f"span parser epoch {epoch + 1}/{epochs}"):
             if tag_dropout:
                 sentence_tags = [UNK if rng.random() < tag_dropout else t for t in sentence_tags]
-            inputs = vocab.encode(
-                [w if counts[w.lower()] > 1 or rng.random() > 0.5 else UNK for w in words], sentence_tags
-            )
-            if characters:  # a word hidden from the vocabulary keeps its spelling
-                inputs = (*inputs[:2], vocab.encode(words, sentence_tags)[2])
-            logits = model(*inputs)  # (n+1, n+1, labels)
-            n = len(words)
-            target = torch.zeros(n + 1, n + 1, dtype=torch.long)
-            for i, j, label in spans:
-                target[i, j] = label_index.get(label, 0)
-            upper = torch.triu(torch.ones(n + 1, n + 1, dtype=torch.bool), diagonal=1)
-            loss = nn.functional.cross_entropy(logits[upper], target[upper])
+            word_ids, *rest = vocab.encode(words, sentence_tags)  # a word hidden below keeps its spelling
+            hidden_words = [False] + [counts[w.lower()] <= 1 and rng.random() <= 0.5 for w in words] + [False]
+            inputs = (word_ids.masked_fill(torch.tensor(hidden_words), vocab.words.index(UNK)), *rest)
+            loss = full_span_loss(model(*inputs), spans, label_index)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -497,17 +508,13 @@ def faithful_span_oracle() -> SpanOracle:
     (5-fold cross-validation; held-out GUM F1 0.778; docs/RESULTS.md), measured and written to its heldout.json by
     `python eval/span_parser.py --faithful`. Trained on first use from the oracle every score uses (≈ 2 min, one
     core)."""
-    directory = faithful_span_oracle_dir()
-    if not (directory / "model.safetensors").is_file():
-        from textdiff.evaluation.controls import read_control_targets
+    from textdiff.evaluation.controls import read_control_targets
 
-        if not GUM.is_dir():
-            raise ValueError(
-                f"No faithful span oracle in {directory} and no GUM trees at {GUM} to adapt one with; set "
-                "TEXTDIFF_GUM to a folder of GUM .ptb files."
-            )
-        adapt(span_oracle_dir(), read_control_targets(bundled("data/control_targets/target_spans.json")), directory)
-    return SpanOracle(directory)
+    directory = faithful_span_oracle_dir()
+    paper = bundled("data/control_targets/target_spans.json")
+    return _built_on_first_use(
+        directory, "faithful", lambda: adapt(span_oracle_dir(), read_control_targets(paper), directory)
+    )
 
 
 def partial_span_loss(logits: torch.Tensor, spans: list[tuple[int, int, str]], labels: list[str]) -> torch.Tensor:
@@ -590,12 +597,7 @@ def adapt(
                 model(*vocab.encode(target.words, tags[tuple(target.words)])), target.spans, vocab.labels
             )
             words, _, spans = rng.choice(trees)
-            logits = model(*vocab.encode(words, oracle.tagger.ptb_tags(words)))  # (n+1, n+1, labels)
-            gold = torch.zeros(len(words) + 1, len(words) + 1, dtype=torch.long)
-            for i, j, label in spans:
-                gold[i, j] = label_index.get(label, 0)
-            upper = torch.triu(torch.ones_like(gold, dtype=torch.bool), diagonal=1)
-            loss = loss + nn.functional.cross_entropy(logits[upper], gold[upper])
+            loss = loss + full_span_loss(model(*vocab.encode(words, oracle.tagger.ptb_tags(words))), spans, label_index)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
