@@ -7,6 +7,7 @@ write syntax-tree control targets with it.
     python eval/span_parser.py --remade-spans data/control_targets/target_spans_remade.json   # its own span targets
     python eval/span_parser.py --independent    # train the second oracle (the cache's span_independent), held-out F1
     python eval/span_parser.py --faithful       # adapt the faithful oracle to the paper's spans, cross-validated
+    python eval/span_parser.py --bilm runs/bilm # a context LM on E2E + GUM sentences (give it to --gum with --lm)
 
 Training writes a new oracle (default: the cache), never the bundled one (data/span_oracle) that every score uses;
 `--tree-targets`, `--remade-spans` and `--agreement` use the oracle in `--output` if given, else the one every score uses. To score with
@@ -20,12 +21,14 @@ import json
 from pathlib import Path
 
 from textdiff.data import load_corpus
+from textdiff.evaluation.context_lm import bilm_sentences, train_bilm
 from textdiff.evaluation.controls import read_control_targets
 from textdiff.evaluation.span_parser import (
     GUM,
     SpanOracle,
     adapt,
     cross_validated_agreement,
+    faithful_base_dir,
     faithful_span_oracle_dir,
     gum_trees,
     heldout_f1,
@@ -37,6 +40,7 @@ from textdiff.evaluation.span_parser import (
     target_agreement,
     top_label,
     train,
+    train_faithful_base,
     tree_targets,
 )
 from textdiff.resources import bundled
@@ -62,7 +66,21 @@ def main() -> None:
         "(use with --epochs 8)",
     )
     parser.add_argument(
-        "--base", type=Path, default=None, help="--faithful: the oracle to adapt (default: the bundled one)"
+        "--lm", type=Path, default=None, help="--gum: the parser also reads this context LM's states (see --bilm)"
+    )
+    parser.add_argument(
+        "--bilm",
+        type=Path,
+        default=None,
+        help="train a bidirectional context LM on the E2E training references and GUM's training sentences into "
+        "this folder (2 epochs, ≈ 12 min on one core)",
+    )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="--faithful: the oracle to adapt (default: the cache's span_faithful_base, trained first if missing: "
+        "a context LM and a GUM parser reading it, ≈ 40 min)",
     )
     parser.add_argument("--tree-targets", type=Path, default=None, help="write tree targets (JSON lines) to this file")
     parser.add_argument("--num-trees", type=int, default=200)
@@ -92,15 +110,26 @@ def main() -> None:
         "agreement on held-out targets by 5-fold cross-validation and its held-out GUM F1",
     )
     args = parser.parse_args()
-    if not (args.gum or args.tree_targets or args.agreement or args.remade_spans or args.independent or args.faithful):
+    if not (
+        args.gum
+        or args.bilm
+        or args.tree_targets
+        or args.agreement
+        or args.remade_spans
+        or args.independent
+        or args.faithful
+    ):
         parser.error(
-            "nothing to do: give --gum DIR (train the oracle), --independent, --tree-targets FILE, "
+            "nothing to do: give --gum DIR (train the oracle), --bilm DIR, --independent, --tree-targets FILE, "
             "--remade-spans FILE, --faithful or --agreement FILE"
         )
     # Training writes a new oracle (the cache by default); the other actions read the one every score uses.
     directory = args.output or (span_oracle_cache_dir() if args.gum is not None else span_oracle_dir())
+    if args.bilm is not None:
+        print(json.dumps(train_bilm(bilm_sentences(GUM, args.seed), args.bilm, epochs=2, seed=args.seed), indent=2))
     if args.gum is not None:
         recipe = {"characters": True, "hidden": 200, "tag_dropout": 0.3} if args.characters else {}
+        recipe |= {"lm": args.lm} if args.lm else {}
         print(json.dumps(train(args.gum, directory, args.epochs, **recipe), indent=2))
     if args.tree_targets is not None:
         texts = load_corpus(str(bundled("data/e2e")), "test")["text"]
@@ -123,7 +152,9 @@ def main() -> None:
         independent_span_oracle()
         print((independent_span_oracle_dir() / "heldout.json").read_text())
     if args.faithful:
-        base, output = args.base or span_oracle_dir(), args.output or faithful_span_oracle_dir()
+        base, output = args.base or faithful_base_dir(), args.output or faithful_span_oracle_dir()
+        if not (base / "model.safetensors").is_file():
+            print(json.dumps(train_faithful_base(base), indent=2))  # the context LM and the parser reading it
         paper = read_control_targets(bundled("data/control_targets/target_spans.json"))
         agreement = cross_validated_agreement(base, paper)  # 5 adapted oracles, each scored on the targets it lacked
         adapt(base, paper, output)  # the faithful oracle: adapted to all 200

@@ -387,11 +387,45 @@ def test_a_span_parser_can_read_words_by_their_characters(tmp_path):
     oracle = SpanOracle(tmp_path)
     assert oracle.vocab.characters[:2] == ["<pad>", "<unk>"] and "e" in oracle.vocab.characters
     words = "The Zzxq is a pub .".split()
-    word_ids, tag_ids, char_ids = oracle.vocab.encode(words, oracle.tagger.ptb_tags(words))
+    inputs = oracle.vocab.encode(words, oracle.tags(words))
+    word_ids, char_ids = inputs["word_ids"], inputs["char_ids"]
     assert word_ids[2] == oracle.vocab.words.index("<unk>") and char_ids.shape == (len(words) + 2, 4)
     assert (char_ids[2] != 0).all() and (char_ids[1, 3:] == 0).all()  # "Zzxq" spelt out; "The" padded
-    assert oracle.model(word_ids, tag_ids, char_ids).shape == (len(words) + 1, len(words) + 1, len(oracle.vocab.labels))
+    assert oracle.model(**inputs).shape == (len(words) + 1, len(words) + 1, len(oracle.vocab.labels))
     assert all(0 <= i <= j < len(words) for i, j, _ in oracle.parse(words))
     assert torch.equal(SpanOracle(tmp_path).model.label[-1].bias, oracle.model.label[-1].bias)
     with pytest.raises(ValueError, match="tag_dropout"):
         train(GUM, tmp_path / "bad", tag_dropout=1.0)
+
+
+def test_a_bidirectional_lm_learns_its_sentences_and_gives_a_span_parser_frozen_context(tmp_path):
+    """The context LM's forward states predict the next word and its backward states the previous one; a parser
+    trained with it reads its states at each word (lm_ids) and leaves its weights as they were trained."""
+    import torch
+    from safetensors.torch import load_file
+
+    from textdiff.evaluation.context_lm import BiLM, encode, train_bilm
+    from textdiff.evaluation.span_parser import SpanOracle, train
+
+    sentences = [s.split() for s in ["The Eagle is a family friendly pub .", "The Mill is a cheap pub ."] * 40]
+    first = train_bilm(sentences, tmp_path / "lm", epochs=1, batch_size=8)
+    last = train_bilm(sentences, tmp_path / "lm", epochs=6, batch_size=8)
+    assert last["loss"] < first["loss"] and last["words"] == 4 + len({w.lower() for s in sentences for w in s})
+    meta = json.loads((tmp_path / "lm" / "lm.json").read_text())
+    assert meta["words"][:4] == ["<pad>", "<unk>", "<s>", "</s>"] and meta["words"][4] in ("the", "is", "a", "pub", ".")
+    ids = encode("The Zzxq pub".split(), {w: i for i, w in enumerate(meta["words"])})
+    assert ids[0] == 2 and ids[2] == 1 and ids[-1] == 3
+    lm = BiLM(**meta["sizes"])
+    ahead, behind = lm.states(ids[None], [len(ids)])
+    assert ahead.shape == behind.shape == (1, 5, meta["sizes"]["hidden"])
+    with pytest.raises(ValueError, match="outputs"):
+        BiLM(10, 20)
+
+    train(GUM, tmp_path / "parser", epochs=1, max_files=2, characters=True, hidden=16, lm=tmp_path / "lm")
+    oracle = SpanOracle(tmp_path / "parser")
+    assert oracle.vocab.lm_words == meta["words"]
+    words = "The Eagle is a pub .".split()
+    assert oracle.vocab.encode(words, oracle.tags(words))["lm_ids"].shape == (len(words) + 2,)
+    trained = load_file(tmp_path / "lm" / "lm.safetensors")
+    assert all(torch.equal(trained[k], v) for k, v in oracle.model.lm.state_dict().items())
+    assert all(0 <= i <= j < len(words) for i, j, _ in oracle.parse(words))
