@@ -429,3 +429,17 @@ def test_a_bidirectional_lm_learns_its_sentences_and_gives_a_span_parser_frozen_
     trained = load_file(tmp_path / "lm" / "lm.safetensors")
     assert all(torch.equal(trained[k], v) for k, v in oracle.model.lm.state_dict().items())
     assert all(0 <= i <= j < len(words) for i, j, _ in oracle.parse(words))
+
+
+def test_a_span_parser_can_read_no_tags(tmp_path):
+    """tags="none": the parser learns and reads words and characters only, every tag unknown."""
+    from textdiff.evaluation.span_parser import SpanOracle, train
+
+    train(GUM, tmp_path, epochs=1, max_files=2, characters=True, hidden=16, tags="none")
+    oracle = SpanOracle(tmp_path)
+    words = "The Eagle is a family friendly pub .".split()
+    assert oracle.tagger is None and oracle.tags(words) == ["<unk>"] * len(words)
+    assert oracle.vocab.tags == ["<unk>", "<s>"]
+    assert all(0 <= i <= j < len(words) for i, j, _ in oracle.parse(words))
+    with pytest.raises(ValueError, match="'project', 'gold' or 'none'"):
+        train(GUM, tmp_path / "bad", tags="upos")

@@ -470,7 +470,7 @@ def train(
     counts = Counter(w.lower() for words, _, _ in splits["train"] for w in words)
     vocab = Vocab(
         words=[UNK, BOUNDARY] + sorted(w for w, c in counts.items() if c >= 2),
-        tags=[UNK, BOUNDARY] + sorted({t for _, tags, _ in splits["train"] for t in tags}),
+        tags=[UNK, BOUNDARY] + sorted({t for _, tags, _ in splits["train"] for t in tags} - {UNK, BOUNDARY}),
         labels=[NULL] + sorted({label for _, _, spans in splits["train"] for _, _, label in spans}),
     )
     if characters:
