@@ -21,12 +21,13 @@ import json
 from pathlib import Path
 
 from textdiff.data import load_corpus
-from textdiff.evaluation.context_lm import bilm_sentences, train_bilm
+from textdiff.evaluation.context_lm import train_bilm
 from textdiff.evaluation.controls import read_control_targets
 from textdiff.evaluation.span_parser import (
     GUM,
     SpanOracle,
     adapt,
+    bilm_sentences,
     cross_validated_agreement,
     faithful_base_dir,
     faithful_span_oracle_dir,

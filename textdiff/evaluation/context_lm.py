@@ -65,18 +65,6 @@ def encode(words: list[str], vocabulary: dict[str, int]) -> torch.Tensor:
     return torch.tensor([vocabulary[START], *(vocabulary.get(w.lower(), 1) for w in words), vocabulary[STOP]])
 
 
-def bilm_sentences(gum: Path, seed: int = 0, num_e2e: int = 25000) -> list[list[str]]:
-    """The context LM's text: `num_e2e` of the bundled E2E training references (drawn with `seed`; its 42,061
-    references repeat themselves a lot) and GUM's training sentences twice, tokenised."""
-    from textdiff.data import load_corpus
-    from textdiff.evaluation.span_parser import gum_trees
-    from textdiff.resources import bundled
-
-    e2e = [text.split() for text in load_corpus(str(bundled("data/e2e")), "train")["text"]]
-    random.Random(seed).shuffle(e2e)
-    return e2e[:num_e2e] + [words for words, _, _ in gum_trees(gum)["train"]] * 2
-
-
 def train_bilm(
     sentences: list[list[str]],
     output: Path,

@@ -552,12 +552,22 @@ def faithful_base_dir() -> Path:
     return cache_dir("span_faithful_base")
 
 
+def bilm_sentences(gum: Path, seed: int = 0, num_e2e: int = 25000) -> list[list[str]]:
+    """The context LM's text: `num_e2e` of the bundled E2E training references (drawn with `seed`; its 42,061
+    references repeat themselves a lot) and GUM's training sentences twice, tokenised."""
+    from textdiff.data import load_corpus
+
+    e2e = [text.split() for text in load_corpus(str(bundled("data/e2e")), "train")["text"]]
+    random.Random(seed).shuffle(e2e)
+    return e2e[:num_e2e] + [words for words, _, _ in gum_trees(gum)["train"]] * 2
+
+
 def train_faithful_base(directory: Path, gum: Path | None = None, seed: int = 0) -> dict[str, float]:
     """The parser the faithful oracle is adapted from, into `directory`: a context LM (`context_lm.train_bilm`,
     2 epochs on 25,000 E2E references and GUM's training sentences, into directory/lm), then a GUM parser reading
     words, characters, the bundled tagger's tags (30 % hidden in training) and the LM's states (8 epochs, hidden
     200). ≈ 40 min on one core; returns the parser's held-out GUM report."""
-    from textdiff.evaluation.context_lm import bilm_sentences, train_bilm
+    from textdiff.evaluation.context_lm import train_bilm
 
     gum = GUM if gum is None else gum
     train_bilm(bilm_sentences(gum, seed), directory / "lm", epochs=2, seed=seed)
