@@ -25,6 +25,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -98,11 +99,16 @@ class Vocab:
     characters: list[str] = field(default_factory=list)  # [PAD, UNK, …]; empty: the parser reads no characters
     lm_words: list[str] = field(default_factory=list)  # the context LM's vocabulary; empty: the parser has no LM
 
+    @cached_property
+    def _indices(self) -> dict[str, dict[str, int]]:
+        """Each vocabulary's {entry: id}, built once (the lists are fixed once a parser is made or loaded)."""
+        lists = {"words": self.words, "tags": self.tags, "characters": self.characters, "lm_words": self.lm_words}
+        return {name: {x: i for i, x in enumerate(values)} for name, values in lists.items()}
+
     def encode(self, words: list[str], tags: list[str]) -> dict[str, torch.Tensor]:
         """The inputs of `SpanScorer`: word_ids (n+2,) and tag_ids (n+2,) with the boundaries; char_ids (n+2, longest
         word), 0-padded, if the parser reads characters; lm_ids (n+2,) if it reads a context LM's states."""
-        word_index = {w: i for i, w in enumerate(self.words)}
-        tag_index = {t: i for i, t in enumerate(self.tags)}
+        word_index, tag_index = self._indices["words"], self._indices["tags"]
         w = (
             [word_index[BOUNDARY]]
             + [word_index.get(x.lower(), word_index[UNK]) for x in words]
@@ -111,14 +117,14 @@ class Vocab:
         t = [tag_index[BOUNDARY]] + [tag_index.get(x, tag_index[UNK]) for x in tags] + [tag_index[BOUNDARY]]
         inputs = {"word_ids": torch.tensor(w), "tag_ids": torch.tensor(t)}
         if self.characters:
-            char_index = {c: i for i, c in enumerate(self.characters)}
+            char_index = self._indices["characters"]
             chars = torch.zeros(len(words) + 2, max(map(len, words)), dtype=torch.long)
             chars[0, 0] = chars[-1, 0] = 1  # a boundary reads as one unknown character
             for k, word in enumerate(words, start=1):
                 chars[k, : len(word)] = torch.tensor([char_index.get(c, 1) for c in word])
             inputs["char_ids"] = chars
         if self.lm_words:
-            inputs["lm_ids"] = context_lm.encode(words, {x: i for i, x in enumerate(self.lm_words)})
+            inputs["lm_ids"] = context_lm.encode(words, self._indices["lm_words"])
         return inputs
 
 
@@ -468,22 +474,23 @@ def train(
         for split, trees in gum_trees(gum, max_words, max_files).items()
     }
     counts = Counter(w.lower() for words, _, _ in splits["train"] for w in words)
+    lm_meta = json.loads((Path(lm) / "lm.json").read_text(encoding="utf-8")) if lm is not None else {}
     vocab = Vocab(
         words=[UNK, BOUNDARY] + sorted(w for w, c in counts.items() if c >= 2),
         tags=[UNK, BOUNDARY] + sorted({t for _, tags, _ in splits["train"] for t in tags} - {UNK, BOUNDARY}),
         labels=[NULL] + sorted({label for _, _, spans in splits["train"] for _, _, label in spans}),
+        characters=["<pad>", UNK] + sorted({c for words, _, _ in splits["train"] for w in words for c in w})
+        if characters
+        else [],
+        lm_words=lm_meta.get("words", []),
     )
-    if characters:
-        vocab.characters = ["<pad>", UNK] + sorted({c for words, _, _ in splits["train"] for w in words for c in w})
     label_index = {label: i for i, label in enumerate(vocab.labels)}
     sizes = {"dim": 64, "hidden": hidden} | ({"chars": len(vocab.characters), "dropout": 0.3} if characters else {})
+    sizes |= {"lm": lm_meta["sizes"]} if lm is not None else {}
+    model = SpanScorer(len(vocab.words), len(vocab.tags), len(vocab.labels), **sizes)
     if lm is not None:
         from safetensors.torch import load_file
 
-        lm_meta = json.loads((Path(lm) / "lm.json").read_text(encoding="utf-8"))
-        vocab.lm_words, sizes["lm"] = lm_meta["words"], lm_meta["sizes"]
-    model = SpanScorer(len(vocab.words), len(vocab.tags), len(vocab.labels), **sizes)
-    if lm is not None:
         model.lm.load_state_dict(load_file(Path(lm) / "lm.safetensors"))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     total = epochs * len(splits["train"])
