@@ -119,3 +119,5 @@ def test_controls_fix_or_bound_the_window():
     assert Length(4).window() == (6, True)
     assert Spans([(0, 5, "S"), (0, 1, "NP")]).window() == (8, True)  # a root span: six words exactly
     assert Spans([(2, 4, "PP")]).window() == (8, False)  # at least six words: one follows the span
+    assert Spans([(0, 1, "NP")]).window() == (5, False)  # a subject at the start is not the sentence: more follows
+    assert Spans([(0, 0, "NP"), (0, 3, "NP")]).window() == (7, False)
