@@ -190,8 +190,8 @@ class Spans(Control):
         least one word follows the last span: a constituent below the root never holds the sentence's final
         punctuation, which the parse attaches to the root (without that word, 1 in 20 texts ended in a broken
         sentence right after the span; docs/RESULTS.md, issue 14). A phrase at the start (a subject NP, a fronted
-        PP) is not a root: taking it for one cut 1 in 10 of the paper's span targets to a fragment of the phrase's
-        own length ("The Bakers ,"; docs/RESULTS.md, issue 14, session 6)."""
+        PP) is not a root: taking it for one cut 14 of the texts for the paper's 18 such span targets to fragments
+        ("The Bakers ,"; docs/RESULTS.md, issue 14, session 6)."""
         last = max(end for _, end, _ in self.spans)
         root = any(start == 0 and end == last and label in CLAUSES for start, end, label in self.spans)
         return (last + 3, True) if root else (last + 4, False)
