@@ -91,6 +91,9 @@ def test_a_controls_needed_words_are_never_ended_early():
     assert needed[1].nonzero().flatten().tolist() == [1, 2] and not needed[2].any()
     assert needed[3].nonzero().flatten().tolist() == [1, 2, 3]
     assert _needed_words([[], []], 12) is None
+    # a tree whose root is a phrase (no clause): its Length fixes END, the spans do not push past it
+    tree = _needed_words([[Spans([(0, 2, "NP"), (1, 2, "NP")]), Length(3)]], 12)
+    assert tree[0].nonzero().flatten().tolist() == [1, 2, 3]
     model = prior_model({4: 0.9, 9: 0.1})  # mostly windows too short for the mention
     with torch.no_grad():  # an untrained model: make START, then END and PAD the likeliest words everywhere
         model.output_logits.bias.zero_()

@@ -613,8 +613,15 @@ def _rows_of_controls(controls: list, batch: int) -> list[list[Control]]:
 def _needed_words(rows: list[list[Control]], length: int) -> torch.Tensor | None:
     """(B, L) bool: the positions 1 … ℓ − 2 before the [END] a row's controls need at the earliest (ℓ from
     `Control.window`: a `Length`'s words, a span's last word, a mention's words), where rounding may write only
-    words: an [END] there would end the text before its controls can be met. None if no row needs a word."""
-    need = torch.tensor([max([c.window()[0] for c in row] + [2]) for row in rows])  # (B,)
+    words: an [END] there would end the text before its controls can be met. A row with an exact window (a
+    `Length`, a POS sequence) ends there, whatever its other controls ask. None if no row needs a word."""
+
+    def earliest_end(row: list[Control]) -> int:
+        windows = [c.window() for c in row]
+        exact = [width for width, fixed in windows if fixed]
+        return min(exact) if exact else max([width for width, _ in windows] + [2])
+
+    need = torch.tensor([earliest_end(row) for row in rows])  # (B,)
     if int(need.max()) <= 2:
         return None
     position = torch.arange(length)[None]  # (1, L)
