@@ -549,11 +549,10 @@ def _draw_windows(
         minimum[:] = prompt_length + 1
     if rows is not None:
         for i, row in enumerate(rows):
-            for control in row:
-                need, fixed = control.window()
-                if fixed:
-                    exact[i] = need
-                minimum[i] = max(int(minimum[i]), need)
+            need, fixed = _row_window(row)
+            if fixed:
+                exact[i] = need
+            minimum[i] = max(int(minimum[i]), need)
     probs = torch.tensor(prior[: length + 1], dtype=torch.float64, device=generator.device if generator else None)
     windows = exact.clone()
     for i in range(batch):
@@ -610,18 +609,20 @@ def _rows_of_controls(controls: list, batch: int) -> list[list[Control]]:
     )
 
 
+def _row_window(row: list[Control]) -> tuple[int, bool]:
+    """(ℓ, exact): the window a row's controls ask for (`Control.window`): the one a control fixes (the last, if
+    several do), else the largest minimum, at least 2 ([START] [END])."""
+    windows = [control.window() for control in row]
+    fixed = [width for width, exact in windows if exact]
+    return (fixed[-1], True) if fixed else (max([width for width, _ in windows] + [2]), False)
+
+
 def _needed_words(rows: list[list[Control]], length: int) -> torch.Tensor | None:
     """(B, L) bool: the positions 1 … ℓ − 2 before the [END] a row's controls need at the earliest (ℓ from
     `Control.window`: a `Length`'s words, a span's last word, a mention's words), where rounding may write only
     words: an [END] there would end the text before its controls can be met. A row with an exact window (a
     `Length`, a POS sequence) ends there, whatever its other controls ask. None if no row needs a word."""
-
-    def earliest_end(row: list[Control]) -> int:
-        windows = [c.window() for c in row]
-        exact = [width for width, fixed in windows if fixed]
-        return min(exact) if exact else max([width for width, _ in windows] + [2])
-
-    need = torch.tensor([earliest_end(row) for row in rows])  # (B,)
+    need = torch.tensor([_row_window(row)[0] for row in rows])  # (B,)
     if int(need.max()) <= 2:
         return None
     position = torch.arange(length)[None]  # (1, L)
